@@ -1,0 +1,354 @@
+"""One validated settings object: defaults, then the TOML file, then OFFICESENSOR_* variables,
+then command-line flags. Every error names the setting and where its bad value came from."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import socket
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from officesensor.errors import ConfigError
+
+ENV_PREFIX = "OFFICESENSOR_"
+
+
+@dataclass(frozen=True, slots=True)
+class MqttUrl:
+    host: str
+    port: int
+    tls: bool
+    username: str | None = None
+    password: str | None = None
+
+    def __str__(self) -> str:  # never shows the password
+        user = f"{self.username}@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAddress:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    mqtt_url: MqttUrl
+    mqtt_ca_file: Path | None
+    mqtt_cert_file: Path | None
+    mqtt_key_file: Path | None
+    mqtt_client_id: str
+    mqtt_protocol: str
+    topic: str
+    store: str
+    http: HttpAddress
+    window: int
+    z: float
+    sensor_timezone: str
+    ingest_batch_size: int
+    ingest_max_payload_bytes: int
+    log_level: str
+
+    @property
+    def tz(self) -> tzinfo:
+        return resolve_timezone(self.sensor_timezone)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+# ----------------------------------------------------------------------------- value parsers
+# Each takes the raw value (from TOML: any type; from env or flags: a string) and returns the
+# typed value, or raises ValueError with a sentence saying what is wrong.
+
+
+def parse_mqtt_url(raw: Any) -> MqttUrl:
+    parts = urlsplit(_text(raw))
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ValueError("must start with mqtt:// or mqtts://")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    if parts.path not in ("", "/") or parts.query:
+        raise ValueError("must be mqtt[s]://[user[:password]@]host[:port] with nothing after")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError("port must be a number from 1 to 65535") from exc
+    tls = parts.scheme == "mqtts"
+    return MqttUrl(
+        host=parts.hostname,
+        port=port or (8883 if tls else 1883),
+        tls=tls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+def parse_http(raw: Any) -> HttpAddress:
+    text = _text(raw)
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError("must be HOST:PORT, for example 127.0.0.1:8000")
+    host = host.strip("[]")
+    port = _port(port_text, allow_zero=True)
+    return HttpAddress(host, port)
+
+
+def parse_store(raw: Any) -> str:
+    text = _text(raw)
+    parts = urlsplit(text)
+    if parts.scheme == "sqlite":
+        if parts.netloc or not parts.path.lstrip("/"):
+            raise ValueError("must be sqlite:///relative/path.db or sqlite:////absolute/path.db")
+        return text
+    if parts.scheme == "dynamodb":
+        if not parts.netloc:
+            raise ValueError("must name the table: dynamodb://TABLE?region=...")
+        unknown = set(parse_qs(parts.query)) - {"region", "endpoint_url"}
+        if unknown:
+            raise ValueError(f"unknown parameter {sorted(unknown)[0]!r}")
+        return text
+    raise ValueError("must start with sqlite:/// or dynamodb://")
+
+
+def sqlite_path(store_url: str) -> Path:
+    """The file a ``sqlite:///`` URL names (three slashes: relative, four: absolute)."""
+    return Path(urlsplit(store_url).path[1:])
+
+
+def parse_topic(raw: Any) -> str:
+    text = _text(raw)
+    if len(text) > 256 or any(ord(c) < 32 for c in text):
+        raise ValueError("must be a short MQTT topic filter without control characters")
+    levels = text.split("/")
+    for i, level in enumerate(levels):
+        if ("#" in level and (level != "#" or i != len(levels) - 1)) or (
+            "+" in level and level != "+"
+        ):
+            raise ValueError("wildcards must fill a whole level, and # only the last one")
+    return text
+
+
+def parse_client_id(raw: Any) -> str:
+    text = _text(raw)
+    if not 1 <= len(text) <= 128 or not text.isprintable() or " " in text:
+        raise ValueError("must be 1 to 128 printable characters without spaces")
+    return text
+
+
+def parse_protocol(raw: Any) -> str:
+    text = _text(raw)
+    if text not in ("5", "3.1.1"):
+        raise ValueError("must be 5 or 3.1.1")
+    return text
+
+
+def parse_file(raw: Any) -> Path | None:
+    text = _text(raw)
+    if not text:
+        return None
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise ValueError(f"no readable file at {path}")
+    return path
+
+
+def parse_timezone(raw: Any) -> str:
+    text = _text(raw)
+    resolve_timezone(text)
+    return text
+
+
+def resolve_timezone(name: str) -> tzinfo:
+    if name == "local":
+        local = datetime.now().astimezone().tzinfo
+        assert local is not None
+        return local
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name or 'local')") from exc
+
+
+def parse_log_level(raw: Any) -> str:
+    text = _text(raw).upper()
+    if text not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+    return text
+
+
+def int_between(low: int, high: int) -> Callable[[Any], int]:
+    def parse(raw: Any) -> int:
+        if isinstance(raw, bool):
+            raise ValueError("must be a whole number")
+        try:
+            value = int(raw) if isinstance(raw, int) else int(_text(raw), 10)
+        except ValueError as exc:
+            raise ValueError("must be a whole number") from exc
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def float_between(low: float, high: float) -> Callable[[Any], float]:
+    def parse(raw: Any) -> float:
+        if isinstance(raw, bool):
+            raise ValueError("must be a number")
+        try:
+            value = float(raw) if isinstance(raw, int | float) else float(_text(raw))
+        except ValueError as exc:
+            raise ValueError("must be a number") from exc
+        if not math.isfinite(value) or not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _text(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ValueError(f"must be a string, not {type(raw).__name__}")
+    return raw.strip()
+
+
+def _port(text: str, *, allow_zero: bool = False) -> int:
+    if not text.isdigit() or not (0 if allow_zero else 1) <= int(text) <= 65535:
+        raise ValueError("port must be a number from 1 to 65535")
+    return int(text)
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    key: str  # TOML key, dotted for tables: "mqtt.url"
+    parse: Callable[[Any], Any]
+    default: Any  # raw default, parsed like any other value
+    help: str
+
+    @property
+    def field(self) -> str:
+        return self.key.replace(".", "_")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.field.upper()
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec("mqtt.url", parse_mqtt_url, "mqtt://127.0.0.1:1883",
+         "Broker to subscribe to: mqtt://host:1883 or mqtts://host:8883 (TLS, verified)."),
+    Spec("mqtt.ca_file", parse_file, "",
+         "CA certificate(s) that sign the broker's certificate (default: the system's)."),
+    Spec("mqtt.cert_file", parse_file, "", "Client certificate for mutual TLS (AWS IoT Core)."),
+    Spec("mqtt.key_file", parse_file, "", "Private key of the client certificate."),
+    Spec("mqtt.client_id", parse_client_id, f"officesensor-{socket.gethostname()}"[:128],
+         "Stable MQTT client id; the broker keeps this client's session under it."),
+    Spec("mqtt.protocol", parse_protocol, "5", "MQTT protocol version: 5 or 3.1.1."),
+    Spec("topic", parse_topic, "office/metrics/+", "Topic filter ingest subscribes to."),
+    Spec("store", parse_store, "sqlite:///data/officesensor.db",
+         "Where readings live: sqlite:///path.db or dynamodb://TABLE?region=..."),
+    Spec("http", parse_http, "127.0.0.1:8000", "Address the web dashboard listens on."),
+    Spec("window", int_between(2, 10_000), "10", "Readings in the rolling window (W)."),
+    Spec("z", float_between(0.1, 100.0), "2.0", "Anomaly when |z-score| >= this (Z)."),
+    Spec("sensor.timezone", parse_timezone, "local",
+         "Time zone of sensors that send naive timestamps (the original sensor does)."),
+    Spec("ingest.batch_size", int_between(1, 100_000), "500",
+         "Most readings committed in one transaction."),
+    Spec("ingest.max_payload_bytes", int_between(64, 1_048_576), "16384",
+         "Larger messages are rejected as too_large."),
+    Spec("log_level", parse_log_level, "INFO", "DEBUG, INFO, WARNING or ERROR."),
+)
+SPEC_BY_FIELD = {spec.field: spec for spec in SPECS}
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings. ``overrides`` maps field names to raw values (from CLI flags)."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, tuple[Any, str]] = {s.field: (s.default, "default") for s in SPECS}
+    if config_file is not None:
+        for field, value in _read_toml(config_file).items():
+            raw[field] = (value, f"{SPEC_BY_FIELD[field].key} in {config_file}")
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        field = name[len(ENV_PREFIX) :].lower()
+        if field not in SPEC_BY_FIELD:
+            raise ConfigError(name, "unknown setting (see docs/configuration.md)")
+        raw[field] = (value, name)
+    for field, value in (overrides or {}).items():
+        if value is not None:
+            raw[field] = (value, "--" + field.replace("_", "-"))
+    values: dict[str, Any] = {}
+    for spec in SPECS:
+        value, source = raw[spec.field]
+        try:
+            values[spec.field] = spec.parse(value)
+        except ValueError as exc:
+            label = source if source != "default" else spec.env
+            raise ConfigError(label, f"{exc} (got {_shown(value)})") from None
+    _check_tls_files(values)
+    return Settings(**values)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
+    flat: dict[str, Any] = {}
+
+    def walk(table: dict[str, Any], prefix: str) -> None:
+        for key, value in table.items():
+            dotted = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(value, dotted + ".")
+            elif (spec := SPEC_BY_FIELD.get(dotted.replace(".", "_"))) and spec.key == dotted:
+                flat[spec.field] = value
+            else:
+                raise ConfigError(f"{dotted} in {path}", "unknown setting")
+
+    walk(document, "")
+    return flat
+
+
+def _check_tls_files(values: dict[str, Any]) -> None:
+    if (values["mqtt_cert_file"] is None) != (values["mqtt_key_file"] is None):
+        raise ConfigError(
+            "OFFICESENSOR_MQTT_KEY_FILE", "a client certificate and its key go together"
+        )
+    tls_only = ("mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file")
+    if not values["mqtt_url"].tls and any(values[f] is not None for f in tls_only):
+        raise ConfigError("OFFICESENSOR_MQTT_URL", "certificate files need an mqtts:// URL")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def describe() -> list[tuple[str, str, str, str]]:
+    """(TOML key, variable, default, help) per setting: the source of docs/configuration.md."""
+    shown = {"mqtt.client_id": "officesensor-<hostname>"}
+    return [(s.key, s.env, shown.get(s.key, str(s.default)), s.help) for s in SPECS]
