@@ -251,27 +251,55 @@ class Spec:
 
 
 SPECS: tuple[Spec, ...] = (
-    Spec("mqtt.url", parse_mqtt_url, "mqtt://127.0.0.1:1883",
-         "Broker to subscribe to: mqtt://host:1883 or mqtts://host:8883 (TLS, verified)."),
-    Spec("mqtt.ca_file", parse_file, "",
-         "CA certificate(s) that sign the broker's certificate (default: the system's)."),
+    Spec(
+        "mqtt.url",
+        parse_mqtt_url,
+        "mqtt://127.0.0.1:1883",
+        "Broker to subscribe to: mqtt://host:1883 or mqtts://host:8883 (TLS, verified).",
+    ),
+    Spec(
+        "mqtt.ca_file",
+        parse_file,
+        "",
+        "CA certificate(s) that sign the broker's certificate (default: the system's).",
+    ),
     Spec("mqtt.cert_file", parse_file, "", "Client certificate for mutual TLS (AWS IoT Core)."),
     Spec("mqtt.key_file", parse_file, "", "Private key of the client certificate."),
-    Spec("mqtt.client_id", parse_client_id, f"officesensor-{socket.gethostname()}"[:128],
-         "Stable MQTT client id; the broker keeps this client's session under it."),
+    Spec(
+        "mqtt.client_id",
+        parse_client_id,
+        f"officesensor-{socket.gethostname()}"[:128],
+        "Stable MQTT client id; the broker keeps this client's session under it.",
+    ),
     Spec("mqtt.protocol", parse_protocol, "5", "MQTT protocol version: 5 or 3.1.1."),
     Spec("topic", parse_topic, "office/metrics/+", "Topic filter ingest subscribes to."),
-    Spec("store", parse_store, "sqlite:///data/officesensor.db",
-         "Where readings live: sqlite:///path.db or dynamodb://TABLE?region=..."),
+    Spec(
+        "store",
+        parse_store,
+        "sqlite:///data/officesensor.db",
+        "Where readings live: sqlite:///path.db or dynamodb://TABLE?region=...",
+    ),
     Spec("http", parse_http, "127.0.0.1:8000", "Address the web dashboard listens on."),
     Spec("window", int_between(2, 10_000), "10", "Readings in the rolling window (W)."),
-    Spec("z", float_between(0.1, 100.0), "2.0", "Anomaly when |z-score| >= this (Z)."),
-    Spec("sensor.timezone", parse_timezone, "local",
-         "Time zone of sensors that send naive timestamps (the original sensor does)."),
-    Spec("ingest.batch_size", int_between(1, 100_000), "500",
-         "Most readings committed in one transaction."),
-    Spec("ingest.max_payload_bytes", int_between(64, 1_048_576), "16384",
-         "Larger messages are rejected as too_large."),
+    Spec("z", float_between(0.1, 100.0), "2.0", "Anomaly when the absolute z-score is at least this (Z)."),
+    Spec(
+        "sensor.timezone",
+        parse_timezone,
+        "local",
+        "Time zone of sensors that send naive timestamps (the original sensor does).",
+    ),
+    Spec(
+        "ingest.batch_size",
+        int_between(1, 100_000),
+        "500",
+        "Most readings committed in one transaction.",
+    ),
+    Spec(
+        "ingest.max_payload_bytes",
+        int_between(64, 1_048_576),
+        "16384",
+        "Larger messages are rejected as too_large.",
+    ),
     Spec("log_level", parse_log_level, "INFO", "DEBUG, INFO, WARNING or ERROR."),
 )
 SPEC_BY_FIELD = {spec.field: spec for spec in SPECS}
@@ -352,3 +380,14 @@ def describe() -> list[tuple[str, str, str, str]]:
     """(TOML key, variable, default, help) per setting: the source of docs/configuration.md."""
     shown = {"mqtt.client_id": "officesensor-<hostname>"}
     return [(s.key, s.env, shown.get(s.key, str(s.default)), s.help) for s in SPECS]
+
+
+def markdown_table() -> str:
+    """The settings as a Markdown table; README.md and docs/configuration.md embed it and
+    tests/unit/test_docs.py fails when they drift apart from this object."""
+    lines = ["| TOML key | Environment variable | Default | Meaning |", "|---|---|---|---|"]
+    for key, env, default, help_text in describe():
+        shown = f"`{default}`" if default else "(none)"
+        meaning = help_text.replace("|", "\\|")
+        lines.append(f"| `{key}` | `{env}` | {shown} | {meaning} |")
+    return "\n".join(lines)

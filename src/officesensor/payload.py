@@ -27,8 +27,8 @@ from officesensor.models import (
     DEFAULT_SENSOR,
     METRIC_UNITS,
     Reading,
-    RejectReason,
     Rejection,
+    RejectReason,
 )
 
 METRIC_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")

@@ -22,8 +22,11 @@ class Store(Protocol):
     def write_many(self, readings: Sequence[Reading]) -> WriteResult:
         """Store a batch durably; see the module docstring for duplicates and conflicts."""
 
-    def latest(self, sensor: str, metric: str, limit: int) -> list[Reading]:
-        """The most recent ``limit`` readings of a series, oldest first."""
+    def latest(
+        self, sensor: str, metric: str, limit: int, before: datetime | None = None
+    ) -> list[Reading]:
+        """The most recent ``limit`` readings of a series (earlier than ``before`` if given),
+        oldest first."""
 
     def range(
         self, sensor: str, metric: str, start: datetime, end: datetime, limit: int | None = None

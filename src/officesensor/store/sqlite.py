@@ -65,8 +65,9 @@ class SqliteStore:
     # ------------------------------------------------------------------ connections
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite3.connect(
+            self.path, timeout=5.0, isolation_level=None, check_same_thread=False
+        )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -101,8 +102,9 @@ class SqliteStore:
                 )
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 log.info("migrating %s to schema version %d", self.path, number)
-                self._writer.executescript(f"BEGIN IMMEDIATE; {script}; "
-                                           f"PRAGMA user_version={number}; COMMIT;")
+                self._writer.executescript(
+                    f"BEGIN IMMEDIATE; {script}; PRAGMA user_version={number}; COMMIT;"
+                )
 
     # ------------------------------------------------------------------ writes
 
@@ -167,27 +169,43 @@ class SqliteStore:
 
     # ------------------------------------------------------------------ reads
 
-    def latest(self, sensor: str, metric: str, limit: int) -> list[Reading]:
+    def latest(
+        self, sensor: str, metric: str, limit: int, before: datetime | None = None
+    ) -> list[Reading]:
+        before_us = 2**63 - 1 if before is None else to_epoch_us(before)
         with self._translate_errors("read"):
-            rows = self._reader().execute(
-                "SELECT r.ts_us, r.reading_id, r.value FROM readings r "
-                "JOIN series s ON s.id = r.series_id WHERE s.sensor = ? AND s.metric = ? "
-                "ORDER BY r.ts_us DESC, r.reading_id DESC LIMIT ?",
-                (sensor, metric, limit),
-            ).fetchall()
+            rows = (
+                self._reader()
+                .execute(
+                    "SELECT r.ts_us, r.reading_id, r.value FROM readings r "
+                    "JOIN series s ON s.id = r.series_id WHERE s.sensor = ? AND s.metric = ? "
+                    "AND r.ts_us < ? ORDER BY r.ts_us DESC, r.reading_id DESC LIMIT ?",
+                    (sensor, metric, before_us, limit),
+                )
+                .fetchall()
+            )
         return [_reading(sensor, metric, row) for row in reversed(rows)]
 
     def range(
         self, sensor: str, metric: str, start: datetime, end: datetime, limit: int | None = None
     ) -> list[Reading]:
         with self._translate_errors("read"):
-            rows = self._reader().execute(
-                "SELECT r.ts_us, r.reading_id, r.value FROM readings r "
-                "JOIN series s ON s.id = r.series_id WHERE s.sensor = ? AND s.metric = ? "
-                "AND r.ts_us >= ? AND r.ts_us < ? ORDER BY r.ts_us, r.reading_id LIMIT ?",
-                (sensor, metric, to_epoch_us(start), to_epoch_us(end),
-                 -1 if limit is None else limit),
-            ).fetchall()
+            rows = (
+                self._reader()
+                .execute(
+                    "SELECT r.ts_us, r.reading_id, r.value FROM readings r "
+                    "JOIN series s ON s.id = r.series_id WHERE s.sensor = ? AND s.metric = ? "
+                    "AND r.ts_us >= ? AND r.ts_us < ? ORDER BY r.ts_us, r.reading_id LIMIT ?",
+                    (
+                        sensor,
+                        metric,
+                        to_epoch_us(start),
+                        to_epoch_us(end),
+                        -1 if limit is None else limit,
+                    ),
+                )
+                .fetchall()
+            )
         return [_reading(sensor, metric, row) for row in rows]
 
     def series(self) -> list[SeriesInfo]:
@@ -209,11 +227,15 @@ class SqliteStore:
 
     def conflicts(self, limit: int = 100) -> list[Reading]:
         with self._translate_errors("read"):
-            rows = self._reader().execute(
-                "SELECT s.sensor, s.metric, c.ts_us, c.reading_id, c.value FROM conflicts c "
-                "JOIN series s ON s.id = c.series_id ORDER BY c.received_us DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
+            rows = (
+                self._reader()
+                .execute(
+                    "SELECT s.sensor, s.metric, c.ts_us, c.reading_id, c.value FROM conflicts c "
+                    "JOIN series s ON s.id = c.series_id ORDER BY c.received_us DESC LIMIT ?",
+                    (limit,),
+                )
+                .fetchall()
+            )
         return [_reading(sensor, metric, rest) for sensor, metric, *rest in rows]
 
     def ping(self) -> None:

@@ -1,0 +1,267 @@
+"""The ``officesensor`` command: demo, serve, ingest, sensor, broker, export, import."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from officesensor import __version__
+from officesensor.config import Settings, load_settings
+from officesensor.errors import OfficeSensorError
+
+log = logging.getLogger("officesensor")
+
+# Flags that override settings: flag name -> settings field.
+SETTING_FLAGS = {
+    "mqtt_url": "--mqtt-url",
+    "store": "--store",
+    "http": "--http",
+    "topic": "--topic",
+    "window": "--window",
+    "z": "--z",
+    "mqtt_client_id": "--client-id",
+    "mqtt_protocol": "--mqtt-protocol",
+    "log_level": "--log-level",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(
+            args.config, overrides={f: getattr(args, f, None) for f in SETTING_FLAGS}
+        )
+        logging.basicConfig(
+            level=settings.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+        )
+        result: int = args.run(args, settings)
+        return result
+    except OfficeSensorError as exc:
+        print(f"officesensor: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="officesensor",
+        description="Office climate over MQTT: store every reading once, spot anomalies, "
+        "show a live dashboard. Settings: --config FILE, OFFICESENSOR_* variables, flags.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str, run: Any, *groups: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(run=run)
+        sub.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
+        sub.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+        for group in groups:
+            if group == "mqtt":
+                sub.add_argument("--mqtt-url", help="broker, e.g. mqtt://127.0.0.1:1883")
+                sub.add_argument("--mqtt-protocol", help="5 or 3.1.1")
+                sub.add_argument("--client-id", dest="mqtt_client_id", help="MQTT client id")
+            elif group == "ingest":
+                sub.add_argument("--topic", help="topic filter (default office/metrics/+)")
+                sub.add_argument("--window", help="rolling window W (default 10)")
+                sub.add_argument("--z", help="anomaly threshold Z (default 2.0)")
+            elif group == "store":
+                sub.add_argument("--store", help="sqlite:///path.db or dynamodb://TABLE?...")
+            elif group == "http":
+                sub.add_argument("--http", help="HOST:PORT to serve on (default 127.0.0.1:8000)")
+        return sub
+
+    command(
+        "serve",
+        "Ingest from the broker and serve the dashboard.",
+        run_serve,
+        "mqtt",
+        "ingest",
+        "store",
+        "http",
+    )
+    command(
+        "ingest",
+        "Ingest from the broker into the store (no web server).",
+        run_ingest,
+        "mqtt",
+        "ingest",
+        "store",
+    )
+    demo = command(
+        "demo",
+        "Everything on this machine: embedded broker, simulated sensor, ingest and dashboard.",
+        run_demo,
+        "ingest",
+        "http",
+    )
+    demo.add_argument("--data-dir", type=Path, default=Path("data"), help="default: ./data")
+    demo.add_argument(
+        "--broker-port", type=int, default=0, help="embedded broker port (default: any free port)"
+    )
+    demo.add_argument("--interval", type=float, default=15.0, help="seconds between readings")
+    demo.add_argument(
+        "--backfill",
+        default="2d",
+        help="history to simulate when the store is empty (default 2d; 0 for none)",
+    )
+    demo.add_argument("--seed", type=int, default=None, help="random seed of the simulation")
+
+    sensor = command(
+        "sensor", "Publish readings from a sensor source.", run_sensor_command, "mqtt", "store"
+    )
+    sensor.add_argument("--source", choices=["simulated"], default="simulated")
+    sensor.add_argument("--interval", type=float, default=15.0, help="seconds (default 15)")
+    sensor.add_argument("--seed", type=int, default=None, help="random seed (simulated)")
+    sensor.add_argument(
+        "--sensor", default=None, help="sensor name (default: none, as the original sensor)"
+    )
+    sensor.add_argument("--count", type=int, default=None, help="stop after N samples")
+    sensor.add_argument(
+        "--original-format",
+        action="store_true",
+        help="send the original sample's payloads (counter IDs, naive times)",
+    )
+    sensor.add_argument(
+        "--backfill",
+        metavar="DURATION",
+        default=None,
+        help="write DURATION (e.g. 30d) of history straight into --store, then exit",
+    )
+
+    broker = command("broker", "Run the embedded MQTT 3.1.1 broker.", run_broker)
+    broker.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    broker.add_argument("--port", type=int, default=1883, help="port (default 1883; 0 = any)")
+
+    export = command("export", "Write readings as CSV.", run_export, "store")
+    export.add_argument("--metric", default=None, help="only this metric")
+    export.add_argument("--sensor", default=None, help="only this sensor")
+    export.add_argument("--start", default=None, help="ISO 8601 time (default: the beginning)")
+    export.add_argument("--end", default=None, help="ISO 8601 time (default: now)")
+    export.add_argument("--output", "-o", type=Path, default=None, help="file (default stdout)")
+
+    imp = command(
+        "import",
+        "Read readings from CSV (as written by export) into the store.",
+        run_import,
+        "store",
+    )
+    imp.add_argument("file", type=Path, help="CSV file, or - for standard input")
+    return parser
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from officesensor.service import serve
+
+    return serve(settings, announce=_announce)
+
+
+def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from officesensor.service import start_ingest, wait_forever
+    from officesensor.store import open_store
+
+    store = open_store(settings.store)
+    ingest = start_ingest(settings, store)
+    try:
+        wait_forever(threading.Event())
+    finally:
+        ingest.stop()
+        store.close()
+    return 0
+
+
+def run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from officesensor.demo import Demo
+
+    return Demo(
+        settings,
+        data_dir=args.data_dir,
+        broker_port=args.broker_port,
+        interval_s=args.interval,
+        backfill=args.backfill,
+        seed=args.seed,
+        announce=_announce,
+    ).run()
+
+
+def run_sensor_command(args: argparse.Namespace, settings: Settings) -> int:
+    from officesensor.demo import run_sensor_cli
+
+    return run_sensor_cli(args, settings)
+
+
+def run_broker(args: argparse.Namespace, settings: Settings) -> int:
+    from officesensor.broker import EmbeddedBroker
+    from officesensor.service import wait_forever
+
+    broker = EmbeddedBroker(args.host, args.port)
+    broker.start()
+    print(f"officesensor: MQTT broker on mqtt://{broker.host}:{broker.port}", flush=True)
+    try:
+        wait_forever(threading.Event())
+    finally:
+        broker.stop()
+    return 0
+
+
+def run_export(args: argparse.Namespace, settings: Settings) -> int:
+    from officesensor.transfer import export_csv
+
+    start = _parse_time(args.start, "--start") if args.start else None
+    end = _parse_time(args.end, "--end") if args.end else None
+    out = args.output.open("w", newline="", encoding="utf-8") if args.output else sys.stdout
+    try:
+        count = export_csv(
+            settings, out, metric=args.metric, sensor=args.sensor, start=start, end=end
+        )
+    finally:
+        if args.output:
+            out.close()
+    print(f"officesensor: exported {count} readings", file=sys.stderr)
+    return 0
+
+
+def run_import(args: argparse.Namespace, settings: Settings) -> int:
+    from officesensor.transfer import import_csv
+
+    source = sys.stdin if str(args.file) == "-" else args.file.open(newline="", encoding="utf-8")
+    try:
+        result = import_csv(settings, source)
+    finally:
+        if source is not sys.stdin:
+            source.close()
+    print(
+        f"officesensor: imported {result.stored} readings ({result.duplicates} already "
+        f"there, {result.conflicts} conflicting kept aside)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _announce(message: str) -> None:
+    print(f"officesensor: {message}", flush=True)
+
+
+def _parse_time(text: str, flag: str) -> datetime:
+    from officesensor.errors import ConfigError
+
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(flag, f"{text!r} is not an ISO 8601 time") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""``officesensor demo`` and ``officesensor sensor``: the simulated sensor, live or backfilled."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import random
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from officesensor.broker import EmbeddedBroker
+from officesensor.config import MqttUrl, Settings
+from officesensor.errors import BrokerError, ConfigError
+from officesensor.models import DEFAULT_SENSOR
+from officesensor.sensor.backfill import backfill, parse_duration
+from officesensor.sensor.publisher import Publisher, run_sensor
+from officesensor.sensor.simulated import SimulatedOffice
+from officesensor.store import open_store
+
+log = logging.getLogger(__name__)
+
+
+def pick_seed(seed: int | None) -> int:
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+        log.info("simulation seed %d (pass --seed %d to repeat this run)", seed, seed)
+    return seed
+
+
+class Demo:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        data_dir: Path,
+        broker_port: int,
+        interval_s: float,
+        backfill: str,
+        seed: int | None,
+        announce: Callable[[str], None],
+    ) -> None:
+        if interval_s <= 0:
+            raise ConfigError("--interval", "must be a positive number of seconds")
+        self.span = None if backfill in ("0", "") else _duration(backfill, "--backfill")
+        self.settings = settings.replace(
+            store=f"sqlite:///{(data_dir / 'officesensor.db').resolve()}",
+            mqtt_protocol="3.1.1",  # amqtt speaks MQTT 3.1.1 only
+            mqtt_client_id="officesensor-demo-ingest",
+            mqtt_ca_file=None,
+            mqtt_cert_file=None,
+            mqtt_key_file=None,
+        )
+        self.broker_port = broker_port
+        self.interval_s = interval_s
+        self.seed = pick_seed(seed)
+        self.announce = announce
+
+    def run(self) -> int:
+        from officesensor.service import serve
+
+        broker = EmbeddedBroker("127.0.0.1", self.broker_port)
+        try:
+            broker.start()
+        except BrokerError as exc:
+            raise ConfigError("--broker-port", str(exc)) from None
+        settings = self.settings.replace(mqtt_url=MqttUrl("127.0.0.1", broker.port, tls=False))
+        stop = threading.Event()
+        try:
+            self._backfill_if_empty(settings)
+            publisher = Publisher(settings, "officesensor-demo-sensor")
+        except BaseException:
+            broker.stop()
+            raise
+        office = SimulatedOffice(self.seed + 1, tz=settings.tz)
+        sensor = threading.Thread(
+            target=run_sensor,
+            name="demo-sensor",
+            daemon=True,
+            args=(office.samples(datetime.now(UTC), self.interval_s), publisher),
+            kwargs={"sensor": DEFAULT_SENSOR, "tz": settings.tz, "stop": stop},
+        )
+        sensor.start()
+        self.announce(
+            f"embedded MQTT broker on mqtt://127.0.0.1:{broker.port}, data in "
+            f"{settings.store}, a reading every {self.interval_s:g} s"
+        )
+
+        def stop_sensor() -> None:
+            stop.set()
+            sensor.join(5)
+            publisher.close()
+
+        return serve(
+            settings, announce=self.announce, stop_first=[stop_sensor], stop_last=[broker.stop]
+        )
+
+    def _backfill_if_empty(self, settings: Settings) -> None:
+        if self.span is None:
+            return
+        store = open_store(settings.store)
+        try:
+            if any(info.count for info in store.series()):
+                return
+            self.announce(f"simulating {self.span} of history first")
+            backfill(
+                store,
+                SimulatedOffice(self.seed, tz=settings.tz),
+                span=self.span,
+                interval_s=self.interval_s,
+                sensor=DEFAULT_SENSOR,
+            )
+        finally:
+            store.close()
+
+
+def run_sensor_cli(args: argparse.Namespace, settings: Settings) -> int:
+    if args.interval <= 0:
+        raise ConfigError("--interval", "must be a positive number of seconds")
+    sensor_name = args.sensor or DEFAULT_SENSOR
+    office = SimulatedOffice(pick_seed(args.seed), tz=settings.tz)
+    if args.backfill:
+        store = open_store(settings.store)
+        try:
+            stored, rejected = backfill(
+                store,
+                office,
+                span=_duration(args.backfill, "--backfill"),
+                interval_s=args.interval,
+                sensor=sensor_name,
+            )
+        finally:
+            store.close()
+        log.info("backfill stored %d readings (%d rejected)", stored, rejected)
+        return 0
+    from officesensor.service import install_stop_signals
+
+    stop = threading.Event()
+    install_stop_signals(stop)
+    publisher = Publisher(settings, settings.mqtt_client_id + "-sensor")
+    samples = office.samples(datetime.now(UTC), args.interval)
+    if args.count is not None:
+        samples = itertools.islice(samples, args.count)
+    try:
+        published = run_sensor(
+            samples,
+            publisher,
+            sensor=sensor_name,
+            tz=settings.tz,
+            original_format=args.original_format,
+            stop=stop,
+        )
+    finally:
+        delivered = publisher.flush(10.0)
+        publisher.close()
+    log.info(
+        "published %d samples%s",
+        published,
+        "" if delivered else " (some not acknowledged by the broker)",
+    )
+    return 0 if delivered else 1
+
+
+def _duration(text: str, flag: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ConfigError(flag, str(exc)) from None

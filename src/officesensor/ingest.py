@@ -1,0 +1,279 @@
+"""Ingest: MQTT (QoS 1, persistent session, manual acks) -> validate -> batch -> store -> ack.
+
+Threads and ownership:
+- paho's network thread runs the callbacks; ``on_message`` only puts the message on a bounded
+  queue (a full queue blocks it, which stops reading from the broker: back-pressure);
+- one writer thread takes everything queued (up to ``batch_size``), parses it, commits the
+  readings in one transaction, and only then acknowledges the messages. A message from an
+  earlier connection is never acknowledged on a later one (the broker redelivers it, and the
+  store recognises the duplicate). Rejected messages are counted by reason and acknowledged,
+  so a bad payload is not redelivered forever. If the store fails, the batch is retried with
+  back-off and nothing is acknowledged meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as paho
+
+from officesensor import mqtt
+from officesensor.config import Settings
+from officesensor.errors import StoreError
+from officesensor.live import Analysed, LiveAnalytics
+from officesensor.models import IngestSnapshot, Reading, Rejection
+from officesensor.payload import PayloadRules, parse_message
+from officesensor.store import Store
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 10_000
+RETRY_MIN_S = 0.5
+RETRY_MAX_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    generation: int  # which connection delivered it
+    mid: int
+    qos: int
+    topic: bytes
+    payload: bytes
+
+
+class Ingest:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_analysed: Callable[[list[Analysed]], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._clock = clock
+        self._on_analysed = on_analysed
+        self._rules = PayloadRules(max_payload_bytes=settings.ingest_max_payload_bytes)
+        self._tz = settings.tz
+        self._live = LiveAnalytics(store, settings.window, settings.z)
+        self._queue: queue.Queue[_Received] = queue.Queue(QUEUE_SIZE)
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._connected = False
+        self._accepting = True
+        self._stopping = threading.Event()
+        self._counts: Counter[str] = Counter()
+        self._rejected: Counter[str] = Counter()
+        self._last_error: str | None = None
+        self._store_ok = True
+        self._client = self._make_client()
+        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._writer.start()
+        mqtt.connect(self._client, self._settings.mqtt_url, persistent_session=True)
+        self._client.loop_start()
+        log.info(
+            "ingest: subscribing to %s on %s as %s (MQTT %s)",
+            self._settings.topic,
+            self._settings.mqtt_url,
+            self._settings.mqtt_client_id,
+            self._settings.mqtt_protocol,
+        )
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop taking messages, commit and acknowledge what was received, disconnect."""
+        with self._lock:
+            self._accepting = False  # later deliveries stay unacknowledged: redelivered later
+        self._stopping.set()
+        self._writer.join(timeout_s)
+        if self._writer.is_alive():
+            log.warning(
+                "ingest: writer still busy after %.0f s; unacknowledged messages "
+                "will be redelivered by the broker",
+                timeout_s,
+            )
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def snapshot(self) -> IngestSnapshot:
+        with self._lock:
+            thread = getattr(self._client, "_thread", None)
+            loop_alive = thread is None or thread.is_alive()
+            return IngestSnapshot(
+                connected=self._connected and loop_alive,
+                received=self._counts["received"],
+                stored=self._counts["stored"],
+                duplicates=self._counts["duplicates"],
+                conflicts=self._counts["conflicts"],
+                rejected=dict(self._rejected),
+                backlog=self._queue.qsize(),
+                reconnects=max(0, self._counts["connects"] - 1),
+                anomalies=self._counts["anomalies"],
+                last_error=self._last_error,
+                store_ok=self._store_ok,
+            )
+
+    # ------------------------------------------------------------------ paho callbacks
+
+    def _make_client(self) -> paho.Client:
+        s = self._settings
+        client = mqtt.make_client(
+            s.mqtt_url,
+            s.mqtt_client_id,
+            protocol=s.mqtt_protocol,
+            persistent_session=True,
+            manual_ack=True,
+            ca_file=str(s.mqtt_ca_file) if s.mqtt_ca_file else None,
+            cert_file=str(s.mqtt_cert_file) if s.mqtt_cert_file else None,
+            key_file=str(s.mqtt_key_file) if s.mqtt_key_file else None,
+        )
+        client.on_connect = mqtt.guarded(self._on_connect)
+        client.on_disconnect = mqtt.guarded(self._on_disconnect)
+        client.on_message = mqtt.guarded(self._on_message)
+        client.on_subscribe = mqtt.guarded(self._on_subscribe)
+        return client
+
+    def _on_connect(
+        self, client: paho.Client, _userdata: Any, flags: Any, reason: Any, _properties: Any
+    ) -> None:
+        if reason.is_failure:
+            self._last_error = f"broker refused the connection: {reason}"
+            log.error("ingest: %s", self._last_error)
+            return
+        with self._lock:
+            self._generation += 1
+            self._connected = True
+            self._counts["connects"] += 1
+        log.info("ingest: connected (session present: %s)", flags.session_present)
+        # Subscribing again is harmless when the session survived, and required when it did not.
+        client.subscribe(self._settings.topic, qos=1)
+
+    def _on_subscribe(
+        self, _client: paho.Client, _userdata: Any, _mid: int, reasons: Any, _properties: Any
+    ) -> None:
+        for reason in reasons:
+            if reason.is_failure:
+                self._last_error = f"subscription to {self._settings.topic} refused: {reason}"
+                log.error("ingest: %s", self._last_error)
+
+    def _on_disconnect(
+        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _properties: Any
+    ) -> None:
+        with self._lock:
+            was_connected, self._connected = self._connected, False
+        if self._stopping.is_set():
+            return
+        self._last_error = f"disconnected: {mqtt.reason_text(reason)}"
+        log.warning("ingest: %s; reconnecting", self._last_error)
+        if not was_connected and self._settings.mqtt_protocol == "5":
+            log.warning(
+                "ingest: if the broker only speaks MQTT 3.1.1, set OFFICESENSOR_MQTT_PROTOCOL=3.1.1"
+            )
+
+    def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
+        with self._lock:
+            if not self._accepting:
+                return
+            generation = self._generation
+            self._counts["received"] += 1
+        # The raw topic bytes: paho's ``message.topic`` raises on a topic that is not UTF-8.
+        self._queue.put(
+            _Received(
+                generation, message.mid, message.qos, bytes(message._topic), bytes(message.payload)
+            )
+        )
+
+    # ------------------------------------------------------------------ writer thread
+
+    def _write_loop(self) -> None:
+        while True:
+            try:
+                first = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                if self._stopping.is_set():
+                    return
+                continue
+            batch = [first]
+            while len(batch) < self._settings.ingest_batch_size:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._handle(batch)
+            except Exception:  # a bug here must not stop ingest: log it, keep the messages
+                log.exception("ingest: unexpected error handling a batch; it stays unacked")
+
+    def _handle(self, batch: list[_Received]) -> None:
+        now = self._clock()
+        readings: list[Reading] = []
+        for item in batch:
+            parsed = parse_message(
+                item.topic, item.payload, now=now, sensor_tz=self._tz, rules=self._rules
+            )
+            if isinstance(parsed, Rejection):
+                self._count_rejection(parsed)
+            else:
+                readings.extend(parsed)
+        if not self._commit(readings):
+            return  # stopping while the store is down: leave the batch to redelivery
+        self._acknowledge(batch)
+
+    def _commit(self, readings: list[Reading]) -> bool:
+        delay = RETRY_MIN_S
+        while True:
+            try:
+                result = self._store.write_many(readings)
+                break
+            except StoreError as exc:
+                self._store_ok = False
+                self._last_error = str(exc)
+                log.error("ingest: store failed (%s); retrying in %.1f s", exc, delay)
+                if self._stopping.wait(delay):
+                    return False
+                delay = min(delay * 2, RETRY_MAX_S)
+        self._store_ok = True
+        conflicting = set(result.conflicting)
+        stored = [r for r in readings if r not in conflicting]
+        analysed = self._live.update(stored)
+        with self._lock:
+            self._counts["stored"] += result.stored
+            self._counts["duplicates"] += result.duplicates
+            self._counts["conflicts"] += result.conflicts
+            self._counts["anomalies"] += sum(a.stats.anomaly for a in analysed)
+        for reading in result.conflicting:
+            log.warning("ingest: conflicting reading kept aside: %s", reading)
+        if analysed and self._on_analysed is not None:
+            self._on_analysed(analysed)
+        return True
+
+    def _acknowledge(self, batch: list[_Received]) -> None:
+        # Holding the lock keeps on_connect from starting a new generation mid-loop.
+        with self._lock:
+            for item in batch:
+                if item.qos > 0 and item.generation == self._generation and self._connected:
+                    self._client.ack(item.mid, item.qos)
+
+    def _count_rejection(self, rejection: Rejection) -> None:
+        with self._lock:
+            self._rejected[rejection.reason.value] += 1
+            seen = self._rejected[rejection.reason.value]
+        if seen <= 10 or seen % 1000 == 0:  # keep the log readable under a flood
+            log.warning(
+                "ingest: rejected message on %s: %s (%s; %d so far)",
+                rejection.topic,
+                rejection.reason.value,
+                rejection.detail,
+                seen,
+            )

@@ -1,0 +1,58 @@
+"""Per-series rolling statistics kept up to date as readings arrive: O(1) work per reading.
+
+A series is primed once from the store (its last W-1 readings), then only updated. Readings
+older than the newest one already seen (late arrivals) are stored but not fed to the live
+window, which would otherwise see time run backwards; pages recompute from the store anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from officesensor.analytics import RollingStats, WindowStats
+from officesensor.models import Reading
+from officesensor.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Analysed:
+    reading: Reading
+    stats: WindowStats
+
+
+class LiveAnalytics:
+    def __init__(self, store: Store, window: int, z_threshold: float) -> None:
+        self._store = store
+        self._window = window
+        self._z = z_threshold
+        self._stats: dict[tuple[str, str], RollingStats] = {}
+        self._newest: dict[tuple[str, str], datetime] = {}
+
+    def update(self, readings: Iterable[Reading]) -> list[Analysed]:
+        """Feed newly stored readings (any order); returns the in-order ones with their stats."""
+        results = []
+        for reading in sorted(readings, key=lambda r: (r.ts, r.reading_id)):
+            key = (reading.sensor, reading.metric)
+            stats = self._stats.get(key)
+            if stats is None:
+                stats = self._stats[key] = self._primed(reading)
+            newest = self._newest.get(key)
+            if newest is not None and reading.ts <= newest:
+                continue
+            self._newest[key] = reading.ts
+            results.append(Analysed(reading, stats.update(reading.value)))
+        return results
+
+    def _primed(self, first: Reading) -> RollingStats:
+        stats = RollingStats(self._window, self._z)
+        history = self._store.latest(first.sensor, first.metric, self._window - 1, before=first.ts)
+        for reading in history:
+            stats.update(reading.value)
+        if history:
+            self._newest[(first.sensor, first.metric)] = history[-1].ts
+        return stats

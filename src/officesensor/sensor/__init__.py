@@ -1,0 +1,1 @@
+"""Sources of sensor readings: a simulated office and real hardware, plus their publisher."""
