@@ -168,13 +168,16 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from officesensor.service import start_ingest, wait_forever
+    from officesensor.service import install_stop_signals, start_ingest
     from officesensor.store import open_store
 
+    stop = threading.Event()
+    install_stop_signals(stop)  # before anything starts, so a signal always shuts down cleanly
     store = open_store(settings.store)
     ingest = start_ingest(settings, store)
     try:
-        wait_forever(threading.Event())
+        while not stop.wait(1.0):
+            pass
     finally:
         ingest.stop()
         store.close()

@@ -281,7 +281,7 @@ SPECS: tuple[Spec, ...] = (
     ),
     Spec("http", parse_http, "127.0.0.1:8000", "Address the web dashboard listens on."),
     Spec("window", int_between(2, 10_000), "10", "Readings in the rolling window (W)."),
-    Spec("z", float_between(0.1, 100.0), "2.0", "Anomaly when the absolute z-score is at least this (Z)."),
+    Spec("z", float_between(0.1, 100.0), "2.0", "Anomaly when |z| is at least this (Z)."),
     Spec(
         "sensor.timezone",
         parse_timezone,

@@ -188,11 +188,16 @@ class Ingest:
             generation = self._generation
             self._counts["received"] += 1
         # The raw topic bytes: paho's ``message.topic`` raises on a topic that is not UTF-8.
-        self._queue.put(
-            _Received(
-                generation, message.mid, message.qos, bytes(message._topic), bytes(message.payload)
-            )
+        item = _Received(
+            generation, message.mid, message.qos, bytes(message._topic), bytes(message.payload)
         )
+        while True:  # a full queue holds up the network thread: back-pressure to the broker
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if self._stopping.is_set():
+                    return  # left unacknowledged: the broker redelivers it next session
 
     # ------------------------------------------------------------------ writer thread
 

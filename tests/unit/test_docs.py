@@ -25,7 +25,7 @@ def settings_table(path: Path) -> str:
 @pytest.mark.parametrize("doc", ["README.md", "docs/configuration.md"])
 def test_settings_table_matches_the_settings_object(doc: str) -> None:
     assert settings_table(ROOT / doc) == markdown_table(), (
-        f"{doc} is out of date: paste officesensor.config.markdown_table() between the markers"
+        f"{doc} is out of date: run make docs"
     )
 
 
