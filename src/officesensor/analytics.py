@@ -56,9 +56,11 @@ class RollingStats:
         self._mean = 0.0
         self._m2 = 0.0  # sum of squared deviations from the mean
         self._updates = 0
+        self._equal_run = 0  # how many of the latest values are equal to the newest
 
     def update(self, value: float) -> WindowStats:
         values = self._values
+        self._equal_run = self._equal_run + 1 if values and values[-1] == value else 1
         if len(values) == self.window:
             old = values[0]
             values.append(value)  # drops `old`
@@ -71,14 +73,17 @@ class RollingStats:
             self._mean += delta / len(values)
             self._m2 += delta * (value - self._mean)
         self._updates += 1
-        if self._updates % _RESYNC_EVERY == 0:
+        if self._equal_run >= len(values):
+            # A window of identical values has exactly no spread; don't keep rounding residue.
+            self._mean, self._m2 = value, 0.0
+        elif self._updates % _RESYNC_EVERY == 0:
             self._resync()
         return self._stats(value)
 
     def _resync(self) -> None:
         n = len(self._values)
         self._mean = math.fsum(self._values) / n
-        self._m2 = math.fsum((v - self._mean) ** 2 for v in self._values)
+        self._m2 = math.fsum((v - self._mean) * (v - self._mean) for v in self._values)
 
     def _stats(self, value: float) -> WindowStats:
         n = len(self._values)
@@ -115,24 +120,11 @@ def rolling_stats(
     if window < 2:
         raise ValueError("window must be at least 2")
     x = np.asarray(values, dtype=np.float64)
-    size = len(x)
-    mean = np.full(size, np.nan)
-    variance = np.full(size, np.nan)
-    if size:
-        # Pad the front with NaN so every reading has a full-width (partly empty) window.
-        padded = np.concatenate([np.full(window - 1, np.nan), x])
-        windows = np.lib.stride_tricks.sliding_window_view(padded, window)
-        counts = np.minimum(np.arange(1, size + 1), window)
-        mean = np.nansum(windows, axis=1) / counts
-        squares = np.nansum((windows - mean[:, None]) ** 2, axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            variance = np.where(counts >= 2, squares / (counts - 1), np.nan)
-        degenerate = variance <= _RELATIVE_VARIANCE_FLOOR * np.maximum(1.0, mean * mean)
-        variance = np.where(degenerate, 0.0, variance)
-    std = np.sqrt(variance)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(all="ignore"):  # overflow of absurd values gives inf/NaN, not warnings
+        mean, variance = _windowed_moments(x, window)
+        std = np.sqrt(variance)
         z = np.where(std > 0, (x - mean) / np.where(std > 0, std, 1.0), np.nan)
-    anomaly = np.abs(np.nan_to_num(z, nan=0.0)) >= z_threshold
+        anomaly = np.abs(np.nan_to_num(z, nan=0.0)) >= z_threshold
     return SeriesStats(
         mean=mean,
         variance=variance,
@@ -142,3 +134,21 @@ def rolling_stats(
         lower=mean - z_threshold * std,
         upper=mean + z_threshold * std,
     )
+
+
+def _windowed_moments(
+    x: npt.NDArray[np.float64], window: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Mean and sample variance of each reading's trailing window (two-pass, exact)."""
+    size = len(x)
+    if not size:
+        return np.full(0, np.nan), np.full(0, np.nan)
+    # Pad the front with NaN so every reading has a full-width (partly empty) window.
+    padded = np.concatenate([np.full(window - 1, np.nan), x])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, window)
+    counts = np.minimum(np.arange(1, size + 1), window)
+    mean = np.nansum(windows, axis=1) / counts
+    squares = np.nansum((windows - mean[:, None]) ** 2, axis=1)
+    variance = np.where(counts >= 2, squares / np.maximum(counts - 1, 1), np.nan)
+    degenerate = variance <= _RELATIVE_VARIANCE_FLOOR * np.maximum(1.0, mean * mean)
+    return mean, np.where(degenerate, 0.0, variance)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Callable, Mapping
@@ -19,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from officesensor.errors import ConfigError
 
 ENV_PREFIX = "OFFICESENSOR_"
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +29,7 @@ class MqttUrl:
     port: int
     tls: bool
     username: str | None = None
-    password: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
 
     def __str__(self) -> str:  # never shows the password
         user = f"{self.username}@" if self.username else ""
@@ -86,6 +88,8 @@ def parse_mqtt_url(raw: Any) -> MqttUrl:
         port = parts.port
     except ValueError as exc:
         raise ValueError("port must be a number from 1 to 65535") from exc
+    if port == 0:
+        raise ValueError("port must be a number from 1 to 65535")
     tls = parts.scheme == "mqtts"
     return MqttUrl(
         host=parts.hostname,
@@ -327,14 +331,16 @@ def load_settings(
         if value is not None:
             raw[field] = (value, "--" + field.replace("_", "-"))
     values: dict[str, Any] = {}
+    labels = {
+        f: source if source != "default" else SPEC_BY_FIELD[f].env for f, (_, source) in raw.items()
+    }
     for spec in SPECS:
-        value, source = raw[spec.field]
+        value = raw[spec.field][0]
         try:
             values[spec.field] = spec.parse(value)
         except ValueError as exc:
-            label = source if source != "default" else spec.env
-            raise ConfigError(label, f"{exc} (got {_shown(value)})") from None
-    _check_tls_files(values)
+            raise ConfigError(labels[spec.field], f"{exc} (got {_shown(value)})") from None
+    _check_tls_files(values, labels)
     return Settings(**values)
 
 
@@ -350,10 +356,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
     def walk(table: dict[str, Any], prefix: str) -> None:
         for key, value in table.items():
             dotted = f"{prefix}{key}"
-            if isinstance(value, dict):
+            if (spec := SPEC_BY_FIELD.get(dotted.replace(".", "_"))) and spec.key == dotted:
+                flat[spec.field] = value  # a table here is a wrong type, found when parsed
+            elif isinstance(value, dict):
                 walk(value, dotted + ".")
-            elif (spec := SPEC_BY_FIELD.get(dotted.replace(".", "_"))) and spec.key == dotted:
-                flat[spec.field] = value
             else:
                 raise ConfigError(f"{dotted} in {path}", "unknown setting")
 
@@ -361,18 +367,20 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return flat
 
 
-def _check_tls_files(values: dict[str, Any]) -> None:
-    if (values["mqtt_cert_file"] is None) != (values["mqtt_key_file"] is None):
-        raise ConfigError(
-            "OFFICESENSOR_MQTT_KEY_FILE", "a client certificate and its key go together"
-        )
+def _check_tls_files(values: dict[str, Any], labels: dict[str, str]) -> None:
+    """Settings that only make sense together; errors name them as the user wrote them."""
+    cert, key = values["mqtt_cert_file"], values["mqtt_key_file"]
+    if (cert is None) != (key is None):
+        given = "mqtt_cert_file" if key is None else "mqtt_key_file"
+        raise ConfigError(labels[given], "a client certificate and its key go together")
     tls_only = ("mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file")
     if not values["mqtt_url"].tls and any(values[f] is not None for f in tls_only):
-        raise ConfigError("OFFICESENSOR_MQTT_URL", "certificate files need an mqtts:// URL")
+        raise ConfigError(labels["mqtt_url"], "certificate files need an mqtts:// URL")
 
 
 def _shown(value: Any) -> str:
-    text = repr(value)
+    """The bad value for an error message: short, and never with a password in it."""
+    text = _URL_PASSWORD.sub(r"\1***@", repr(value))
     return text if len(text) <= 60 else text[:59] + "…"
 
 

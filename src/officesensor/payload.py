@@ -44,6 +44,9 @@ PLAUSIBLE_RANGE: dict[str, tuple[float, float]] = {
     "Pressure": (260.0, 1260.0),  # mb
 }
 
+#: Bounds for other metrics: wide, but keeps absurd magnitudes out of the statistics.
+ANY_METRIC_RANGE = (-1e12, 1e12)
+
 
 @dataclass(frozen=True, slots=True)
 class PayloadRules:
@@ -197,7 +200,7 @@ def _timestamp_of(
 def parse_timestamp(raw: str, sensor_tz: tzinfo) -> datetime | None:
     """ISO 8601 with an offset, or a naive local time read in ``sensor_tz``. Returns UTC."""
     raw = raw.strip()
-    if not raw.isascii():
+    if not raw.isascii() or not raw.isprintable():  # fromisoformat lets odd separators by
         return None
     try:
         ts = datetime.fromisoformat(raw)
@@ -207,7 +210,10 @@ def parse_timestamp(raw: str, sensor_tz: tzinfo) -> datetime | None:
         if not _NAIVE_TIMESTAMP.fullmatch(raw):
             return None
         ts = ts.replace(tzinfo=sensor_tz)
-    return ts.astimezone(UTC)
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 moved across midnight by the offset
+        return None
 
 
 def _value_of(document: dict[str, Any], metric: str) -> float:
@@ -222,7 +228,7 @@ def _value_of(document: dict[str, Any], metric: str) -> float:
         _reject(RejectReason.NON_FINITE, f"{metric} is too large for a float")
     if not math.isfinite(number):
         _reject(RejectReason.NON_FINITE, f"{metric} is {number}")
-    low, high = PLAUSIBLE_RANGE.get(metric, (-math.inf, math.inf))
+    low, high = PLAUSIBLE_RANGE.get(metric, ANY_METRIC_RANGE)
     if not low <= number <= high:
         _reject(RejectReason.OUT_OF_RANGE, f"{metric} {number} outside {low} .. {high}")
     return number

@@ -16,22 +16,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def settings_table(path: Path) -> str:
     text = path.read_text(encoding="utf-8")
-    match = re.search(r"<!-- settings-table:[^\n]*-->\n(.*?)<!-- end settings-table -->", text,
-                      re.S)
+    match = re.search(
+        r"<!-- settings-table:[^\n]*-->\n(.*?)<!-- end settings-table -->", text, re.S
+    )
     assert match, f"{path.name} has no settings-table markers"
     return match.group(1).strip()
 
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/configuration.md"])
 def test_settings_table_matches_the_settings_object(doc: str) -> None:
-    assert settings_table(ROOT / doc) == markdown_table(), (
-        f"{doc} is out of date: run make docs"
-    )
+    assert settings_table(ROOT / doc) == markdown_table(), f"{doc} is out of date: run make docs"
 
 
 def test_every_setting_has_a_variable_and_help() -> None:
     for spec in SPECS:
-        assert spec.env.startswith("OFFICESENSOR_") and spec.help.endswith(".")
+        assert spec.env.startswith("OFFICESENSOR_")
+        assert spec.help.endswith(".")
 
 
 def test_every_rejection_reason_is_documented() -> None:

@@ -60,7 +60,11 @@ class SqliteStore:
         self._closed = False
         with self._translate_errors("open"):
             self._writer = self._connect()
-            self._migrate()
+            try:
+                self._migrate()
+            except BaseException:
+                self._writer.close()
+                raise
 
     # ------------------------------------------------------------------ connections
 
@@ -68,9 +72,13 @@ class SqliteStore:
         conn = sqlite3.connect(
             self.path, timeout=5.0, isolation_level=None, check_same_thread=False
         )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _reader(self) -> sqlite3.Connection:
