@@ -68,6 +68,7 @@ class Ingest:
         self._lock = threading.Lock()
         self._generation = 0
         self._connected = False
+        self._subscribed = False  # our SUBACK arrived on the current connection
         self._accepting = True
         self._stopping = threading.Event()
         self._counts: Counter[str] = Counter()
@@ -111,13 +112,14 @@ class Ingest:
             thread = getattr(self._client, "_thread", None)
             loop_alive = thread is None or thread.is_alive()
             return IngestSnapshot(
-                connected=self._connected and loop_alive,
+                connected=self._connected and self._subscribed and loop_alive,
                 received=self._counts["received"],
                 stored=self._counts["stored"],
                 duplicates=self._counts["duplicates"],
                 conflicts=self._counts["conflicts"],
                 rejected=dict(self._rejected),
-                backlog=self._queue.qsize(),
+                # Received but not yet committed and acknowledged (queued or being written).
+                backlog=self._counts["received"] - self._counts["handled"],
                 reconnects=max(0, self._counts["connects"] - 1),
                 anomalies=self._counts["anomalies"],
                 last_error=self._last_error,
@@ -154,6 +156,7 @@ class Ingest:
         with self._lock:
             self._generation += 1
             self._connected = True
+            self._subscribed = False
             self._counts["connects"] += 1
         log.info("ingest: connected (session present: %s)", flags.session_present)
         # Subscribing again is harmless when the session survived, and required when it did not.
@@ -162,16 +165,21 @@ class Ingest:
     def _on_subscribe(
         self, _client: paho.Client, _userdata: Any, _mid: int, reasons: Any, _properties: Any
     ) -> None:
-        for reason in reasons:
-            if reason.is_failure:
-                self._last_error = f"subscription to {self._settings.topic} refused: {reason}"
-                log.error("ingest: %s", self._last_error)
+        refused = [reason for reason in reasons if reason.is_failure]
+        if refused:
+            self._last_error = f"subscription to {self._settings.topic} refused: {refused[0]}"
+            log.error("ingest: %s", self._last_error)
+            return
+        with self._lock:
+            self._subscribed = True
+        log.info("ingest: subscribed to %s", self._settings.topic)
 
     def _on_disconnect(
         self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _properties: Any
     ) -> None:
         with self._lock:
             was_connected, self._connected = self._connected, False
+            self._subscribed = False
         if self._stopping.is_set():
             return
         self._last_error = f"disconnected: {mqtt.reason_text(reason)}"
@@ -234,6 +242,8 @@ class Ingest:
         if not self._commit(readings):
             return  # stopping while the store is down: leave the batch to redelivery
         self._acknowledge(batch)
+        with self._lock:
+            self._counts["handled"] += len(batch)
 
     def _commit(self, readings: list[Reading]) -> bool:
         delay = RETRY_MIN_S

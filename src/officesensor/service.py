@@ -60,13 +60,15 @@ def run_until_signalled(server: Any, stop_callbacks: list[Callable[[], None]]) -
         log.info("received %s: shutting down", signal.Signals(signum).name)
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_signal)
+    # Both set explicitly: a process started in the background inherits SIGINT ignored.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server.run()
+        server.run()  # waitress returns when KeyboardInterrupt reaches its loop
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         for stop in stop_callbacks:
             try:
                 stop()

@@ -105,8 +105,13 @@ def cli_process(args: list[str], workdir: Path, env: dict[str, str]) -> subproce
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("OFFICESENSOR_")}
     full_env.update(env)
     with (workdir / f"{args[0]}.log").open("ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "officesensor.cli", *args], cwd=workdir,
-                                env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "officesensor.cli", *args],
+            cwd=workdir,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 @pytest.fixture(params=["mosquitto-5", "mosquitto-3.1.1", "embedded-3.1.1"])
@@ -178,8 +183,9 @@ class Publisher:
 
     def __init__(self, broker: Broker) -> None:
         protocol = paho.MQTTv5 if broker.protocol == "5" else paho.MQTTv311
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-pub-{os.getpid()}",
-                                  protocol=protocol)
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"test-pub-{os.getpid()}", protocol=protocol
+        )
         self.client.connect("127.0.0.1", broker.port)
         self.client.loop_start()
 

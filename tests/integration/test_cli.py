@@ -28,15 +28,22 @@ pytestmark = pytest.mark.integration
 COMMANDS = ["demo", "serve", "ingest", "sensor", "broker", "export", "import"]
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     import os
 
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("OFFICESENSOR_")}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "officesensor.cli", *args], cwd=cwd,
-                          env=full_env, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "officesensor.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -72,8 +79,14 @@ def test_a_busy_web_port_gets_a_clear_message(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = run_cli("serve", "--http", f"127.0.0.1:{port}", "--store",
-                         f"sqlite:///{tmp_path / 'x.db'}", cwd=tmp_path)
+        result = run_cli(
+            "serve",
+            "--http",
+            f"127.0.0.1:{port}",
+            "--store",
+            f"sqlite:///{tmp_path / 'x.db'}",
+            cwd=tmp_path,
+        )
     assert result.returncode == 2
     assert f"127.0.0.1:{port} is already in use" in result.stderr
     assert "Traceback" not in result.stderr
@@ -85,11 +98,32 @@ def test_sensor_publishes_original_and_our_format_through_serve(tmp_path: Path) 
     try:
         server = start_serve(broker, tmp_path / "serve")
         env = {"OFFICESENSOR_MQTT_URL": broker.url, "OFFICESENSOR_MQTT_CLIENT_ID": "pi"}
-        original = run_cli("sensor", "--count", "3", "--interval", "0.05", "--seed", "1",
-                           "--original-format", cwd=tmp_path, env=env)
+        original = run_cli(
+            "sensor",
+            "--count",
+            "3",
+            "--interval",
+            "0.05",
+            "--seed",
+            "1",
+            "--original-format",
+            cwd=tmp_path,
+            env=env,
+        )
         assert original.returncode == 0, original.stderr
-        ours = run_cli("sensor", "--count", "4", "--interval", "0.05", "--seed", "2",
-                       "--sensor", "meeting-room", cwd=tmp_path, env=env)
+        ours = run_cli(
+            "sensor",
+            "--count",
+            "4",
+            "--interval",
+            "0.05",
+            "--seed",
+            "2",
+            "--sensor",
+            "meeting-room",
+            cwd=tmp_path,
+            env=env,
+        )
         assert ours.returncode == 0, ours.stderr
 
         def counts() -> dict[tuple[str, str], int] | None:
@@ -138,17 +172,37 @@ def test_backfill_export_import_round_trip(tmp_path: Path) -> None:
 def test_demo_serves_live_readings_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     # Something already listens on 1883 on many machines; the demo must not care.
     http_port = free_port()
-    proc = cli_process(["demo", "--http", f"127.0.0.1:{http_port}", "--interval", "0.5",
-                        "--backfill", "1h", "--seed", "7"], tmp_path, {})
+    proc = cli_process(
+        [
+            "demo",
+            "--http",
+            f"127.0.0.1:{http_port}",
+            "--interval",
+            "0.5",
+            "--backfill",
+            "1h",
+            "--seed",
+            "7",
+        ],
+        tmp_path,
+        {},
+    )
     server = Server(proc, f"http://127.0.0.1:{http_port}", tmp_path)
     try:
-        wait_for(lambda: proc.poll() is None and server.get("/healthz")[0] == 200, 60,
-                 "the demo to be healthy")
+        wait_for(
+            lambda: proc.poll() is None and server.get("/healthz")[0] == 200,
+            60,
+            "the demo to be healthy",
+        )
         before = server.json("/api/ingest")["stored"]
-        wait_for(lambda: server.json("/api/ingest")["stored"] >= before + 6, 20,
-                 "live readings to arrive")
+        wait_for(
+            lambda: server.json("/api/ingest")["stored"] >= before + 6,
+            20,
+            "live readings to arrive",
+        )
         status, page = server.get("/temperature")
-        assert status == 200 and b"bokeh" in page.lower()
+        assert status == 200
+        assert b"bokeh" in page.lower()
         assert (tmp_path / "data" / "officesensor.db").exists()
     finally:
         proc.send_signal(signal.SIGINT)
@@ -163,13 +217,31 @@ def test_ingest_alone_and_the_embedded_broker_command(tmp_path: Path) -> None:
     broker = Broker("embedded", port, "3.1.1", broker_proc)
     ingest = None
     try:
-        wait_for(lambda: broker_proc.poll() is None and socket.create_connection(
-            ("127.0.0.1", port), 1).close() is None, 20, "the broker")
-        env = {"OFFICESENSOR_MQTT_URL": broker.url, "OFFICESENSOR_MQTT_PROTOCOL": "3.1.1",
-               "OFFICESENSOR_STORE": f"sqlite:///{tmp_path / 'i.db'}"}
+        wait_for(
+            lambda: (
+                broker_proc.poll() is None
+                and socket.create_connection(("127.0.0.1", port), 1).close() is None
+            ),
+            20,
+            "the broker",
+        )
+        env = {
+            "OFFICESENSOR_MQTT_URL": broker.url,
+            "OFFICESENSOR_MQTT_PROTOCOL": "3.1.1",
+            "OFFICESENSOR_STORE": f"sqlite:///{tmp_path / 'i.db'}",
+        }
         ingest = cli_process(["ingest"], tmp_path / "ingest", env)
-        sensor = run_cli("sensor", "--count", "2", "--interval", "0.05",
-                         cwd=tmp_path, env={**env, "OFFICESENSOR_MQTT_CLIENT_ID": "pi"})
+        log = tmp_path / "ingest" / "ingest.log"
+        wait_for(lambda: "ingest: subscribed" in log.read_text(), 20, "ingest to subscribe")
+        sensor = run_cli(
+            "sensor",
+            "--count",
+            "2",
+            "--interval",
+            "0.05",
+            cwd=tmp_path,
+            env={**env, "OFFICESENSOR_MQTT_CLIENT_ID": "pi"},
+        )
         assert sensor.returncode == 0, sensor.stderr
 
         def stored() -> bool:

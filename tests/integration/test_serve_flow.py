@@ -21,8 +21,11 @@ def original_payloads(count: int, start: datetime) -> list[tuple[str, bytes]]:
     messages = []
     for i in range(count):
         naive = str((start + timedelta(seconds=15 * i)).astimezone(BERLIN).replace(tzinfo=None))
-        for metric, value in (("Temperature", 70.0 + i / 10), ("Humidity", 40.0 + i / 10),
-                              ("Pressure", 1010.0 + i / 10)):
+        for metric, value in (
+            ("Temperature", 70.0 + i / 10),
+            ("Humidity", 40.0 + i / 10),
+            ("Pressure", 1010.0 + i / 10),
+        ):
             body = {metric: value, "ID": i, "Timestamp": naive}
             messages.append((f"office/metrics/{metric}", json.dumps(body).encode()))
     return messages
@@ -32,8 +35,12 @@ def our_payloads(count: int, start: datetime) -> list[tuple[str, bytes]]:
     messages = []
     for i in range(count):
         ts = start + timedelta(seconds=15 * i, milliseconds=500)
-        body = {"Temperature": 71.5 + i / 100, "ID": int(ts.timestamp() * 1000),
-                "Timestamp": ts.astimezone(BERLIN).isoformat(), "Sensor": "kitchen"}
+        body = {
+            "Temperature": 71.5 + i / 100,
+            "ID": int(ts.timestamp() * 1000),
+            "Timestamp": ts.astimezone(BERLIN).isoformat(),
+            "Sensor": "kitchen",
+        }
         messages.append(("office/metrics/Temperature", json.dumps(body).encode()))
     return messages
 
@@ -41,21 +48,42 @@ def our_payloads(count: int, start: datetime) -> list[tuple[str, bytes]]:
 INVALID: list[tuple[str, bytes, str]] = [
     ("office/metrics/Temperature", b"not json", "not_json"),
     ("office/metrics/Temperature", b"\xff\xfe", "not_utf8"),
-    ("office/metrics/Temperature", b'{"Temperature": NaN, "ID": 1, "Timestamp": '
-     b'"2024-01-01T00:00:00Z"}', "non_finite"),
-    ("office/metrics/Temperature", b'{"Temperature": 1e999, "ID": 1, "Timestamp": '
-     b'"2024-01-01T00:00:00Z"}', "non_finite"),
-    ("office/metrics/Temperature", b'{"Temperature": "hot", "ID": 1, "Timestamp": '
-     b'"2024-01-01T00:00:00Z"}', "bad_value_type"),
-    ("office/metrics/Temperature", b'{"Temperature": 70, "Timestamp": "2024-01-01T00:00:00Z"}',
-     "missing_id"),
-    ("office/metrics/Temperature", b'{"Temperature": 70, "ID": 1, "Timestamp": '
-     b'"1970-01-01T00:00:00Z"}', "timestamp_too_old"),
+    (
+        "office/metrics/Temperature",
+        b'{"Temperature": NaN, "ID": 1, "Timestamp": "2024-01-01T00:00:00Z"}',
+        "non_finite",
+    ),
+    (
+        "office/metrics/Temperature",
+        b'{"Temperature": 1e999, "ID": 1, "Timestamp": "2024-01-01T00:00:00Z"}',
+        "non_finite",
+    ),
+    (
+        "office/metrics/Temperature",
+        b'{"Temperature": "hot", "ID": 1, "Timestamp": "2024-01-01T00:00:00Z"}',
+        "bad_value_type",
+    ),
+    (
+        "office/metrics/Temperature",
+        b'{"Temperature": 70, "Timestamp": "2024-01-01T00:00:00Z"}',
+        "missing_id",
+    ),
+    (
+        "office/metrics/Temperature",
+        b'{"Temperature": 70, "ID": 1, "Timestamp": "1970-01-01T00:00:00Z"}',
+        "timestamp_too_old",
+    ),
     ("office/metrics/Temperature", b"[" * 5000 + b"]" * 5000, "too_deep"),
-    ("office/metrics/Temperature", b'{"Temperature": 70, "Temperature": 71, "ID": 1, '
-     b'"Timestamp": "2024-01-01T00:00:00Z"}', "duplicate_key"),
-    ("office/metrics/<script>", b'{"<script>": 1, "ID": 1, "Timestamp": '
-     b'"2024-01-01T00:00:00Z"}', "bad_metric_name"),
+    (
+        "office/metrics/Temperature",
+        b'{"Temperature": 70, "Temperature": 71, "ID": 1, "Timestamp": "2024-01-01T00:00:00Z"}',
+        "duplicate_key",
+    ),
+    (
+        "office/metrics/<script>",
+        b'{"<script>": 1, "ID": 1, "Timestamp": "2024-01-01T00:00:00Z"}',
+        "bad_metric_name",
+    ),
     ("office/metrics/Temperature", b" " * 20_000, "too_large"),
 ]
 
@@ -108,9 +136,11 @@ def test_every_valid_reading_stored_once_and_every_invalid_one_counted(
     assert status == 200
     assert b"Temperature" in page
     status, page = serve.get("/temperature?sensor=kitchen")
-    assert status == 200 and b"kitchen" in page
+    assert status == 200
+    assert b"kitchen" in page
     status, overview = serve.get("/")
-    assert status == 200 and b"kitchen" in overview
+    assert status == 200
+    assert b"kitchen" in overview
 
     status, metrics = serve.get("/metrics")
     assert status == 200
@@ -118,8 +148,9 @@ def test_every_valid_reading_stored_once_and_every_invalid_one_counted(
 
 
 def test_the_same_message_twice_is_stored_once(serve: Server, publisher: Publisher) -> None:
-    body = json.dumps({"Humidity": 41.25, "ID": 7,
-                       "Timestamp": "2024-05-01 12:00:00.000001"}).encode()
+    body = json.dumps(
+        {"Humidity": 41.25, "ID": 7, "Timestamp": "2024-05-01 12:00:00.000001"}
+    ).encode()
     publisher.publish("office/metrics/Humidity", body)
     publisher.publish("office/metrics/Humidity", body)
 

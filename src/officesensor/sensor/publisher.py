@@ -64,6 +64,7 @@ class Publisher:
         self._unacked: set[int] = set()
         self._lock = threading.Lock()
         self._url = s.mqtt_url
+        self._closing = False
         mqtt.connect(self._client, s.mqtt_url)
         self._client.loop_start()
 
@@ -74,6 +75,8 @@ class Publisher:
             log.info("sensor: connected to %s", self._url)
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if self._closing:
+            return
         log.warning("sensor: disconnected (%s); reconnecting", mqtt.reason_text(reason))
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, _reason: Any, _p: Any) -> None:
@@ -97,6 +100,7 @@ class Publisher:
 
     def close(self) -> None:
         self.flush(5.0)
+        self._closing = True
         self._client.disconnect()
         self._client.loop_stop()
 
