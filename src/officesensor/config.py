@@ -11,7 +11,7 @@ import socket
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -61,6 +61,11 @@ class Settings:
     sensor_timezone: str
     ingest_batch_size: int
     ingest_max_payload_bytes: int
+    ingest_max_series: int
+    ingest_allowed_metrics: tuple[str, ...]
+    sensor_outbox: Path
+    sensor_outbox_max_messages: int
+    sensor_outbox_max_age: timedelta
     log_level: str
 
     @property
@@ -186,6 +191,37 @@ def resolve_timezone(name: str) -> tzinfo:
         raise ValueError(f"unknown time zone {name!r} (use an IANA name or 'local')") from exc
 
 
+def parse_duration(text: str) -> timedelta:
+    """'90s', '15m', '12h', '30d', '2w' -> timedelta. Raises ValueError with a hint."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit() or int(number) <= 0:
+        raise ValueError(f"{text!r} is not a duration like 90s, 15m, 12h, 30d or 2w")
+    return timedelta(seconds=int(number) * units[unit])
+
+
+def parse_duration_setting(raw: Any) -> timedelta:
+    return parse_duration(_text(raw))
+
+
+def parse_path(raw: Any) -> Path:
+    text = _text(raw)
+    if not text:
+        raise ValueError("must be a file path")
+    return Path(text).expanduser()
+
+
+def parse_metric_list(raw: Any) -> tuple[str, ...]:
+    from officesensor.payload import METRIC_NAME
+
+    items = raw if isinstance(raw, list) else _text(raw).split(",")
+    names = tuple(_text(item) for item in items if not isinstance(item, str) or item.strip())
+    for name in names:
+        if not METRIC_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a metric name")
+    return names
+
+
 def parse_log_level(raw: Any) -> str:
     text = _text(raw).upper()
     if text not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -303,6 +339,36 @@ SPECS: tuple[Spec, ...] = (
         int_between(64, 1_048_576),
         "16384",
         "Larger messages are rejected as too_large.",
+    ),
+    Spec(
+        "ingest.max_series",
+        int_between(1, 1_000_000),
+        "200",
+        "Most (sensor, metric) series; readings that would start another are rejected.",
+    ),
+    Spec(
+        "ingest.allowed_metrics",
+        parse_metric_list,
+        "",
+        "Comma-separated metric names to accept (empty: any metric).",
+    ),
+    Spec(
+        "sensor.outbox",
+        parse_path,
+        "data/sensor-outbox.db",
+        "SQLite file where the sensor keeps readings until the broker has them.",
+    ),
+    Spec(
+        "sensor.outbox_max_messages",
+        int_between(1, 100_000_000),
+        "1000000",
+        "Most messages the outbox holds; the oldest are dropped (and counted) beyond it.",
+    ),
+    Spec(
+        "sensor.outbox_max_age",
+        parse_duration_setting,
+        "7d",
+        "Messages older than this are dropped from the outbox (and counted).",
     ),
     Spec("log_level", parse_log_level, "INFO", "DEBUG, INFO, WARNING or ERROR."),
 )

@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from officesensor.broker import EmbeddedBroker
-from officesensor.config import MqttUrl, Settings
+from officesensor.config import MqttUrl, Settings, parse_duration
 from officesensor.errors import BrokerError, ConfigError
 from officesensor.models import DEFAULT_SENSOR
-from officesensor.sensor.backfill import backfill, parse_duration
+from officesensor.sensor.backfill import backfill
 from officesensor.sensor.publisher import Publisher, run_sensor
 from officesensor.sensor.simulated import SimulatedOffice
 from officesensor.store import open_store

@@ -18,15 +18,6 @@ from officesensor.store import Store
 BATCH = 20_000
 
 
-def parse_duration(text: str) -> timedelta:
-    """'90s', '15m', '12h', '30d', '2w' -> timedelta. Raises ValueError with a hint."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-    number, unit = text[:-1], text[-1:]
-    if unit not in units or not number.isdigit() or int(number) <= 0:
-        raise ValueError(f"{text!r} is not a duration like 90s, 15m, 12h, 30d or 2w")
-    return timedelta(seconds=int(number) * units[unit])
-
-
 def backfill(
     store: Store,
     office: SimulatedOffice,
