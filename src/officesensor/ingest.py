@@ -13,10 +13,12 @@ Threads and ownership:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,11 +27,12 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from officesensor import mqtt
+from officesensor.admission import SeriesGate
 from officesensor.config import Settings
 from officesensor.errors import StoreError
 from officesensor.live import Analysed, LiveAnalytics
-from officesensor.models import IngestSnapshot, Reading, Rejection
-from officesensor.payload import PayloadRules, parse_message
+from officesensor.models import IngestSnapshot, QuarantinedMessage, Reading, Rejection
+from officesensor.payload import PayloadRules, parse_message, printable
 from officesensor.store import Store
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,9 @@ log = logging.getLogger(__name__)
 QUEUE_SIZE = 10_000
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 30.0
+QUARANTINE_SIZE = 1_000  # newest rejected messages kept for inspection
+IDLE_CHECK_S = 2.0  # when idle, check this often that the store is writable and paho alive
+_PREVIEW_BYTES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +81,20 @@ class Ingest:
         self._rejected: Counter[str] = Counter()
         self._last_error: str | None = None
         self._store_ok = True
+        self._gate: SeriesGate | None = None  # built in start(), from the stored series
+        self._quarantine: deque[QuarantinedMessage] = deque(maxlen=QUARANTINE_SIZE)
+        self._last_check = time.monotonic()
         self._client = self._make_client()
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        s = self._settings
+        known = ((info.sensor, info.metric) for info in self._store.series())
+        self._gate = SeriesGate(
+            known, max_series=s.ingest_max_series, allowed_metrics=s.ingest_allowed_metrics
+        )
         self._writer.start()
         mqtt.connect(self._client, self._settings.mqtt_url, persistent_session=True)
         self._client.loop_start()
@@ -125,6 +139,11 @@ class Ingest:
                 last_error=self._last_error,
                 store_ok=self._store_ok,
             )
+
+    def quarantine(self, limit: int = QUARANTINE_SIZE) -> list[QuarantinedMessage]:
+        """The newest rejected messages, newest first."""
+        with self._lock:
+            return list(itertools.islice(reversed(self._quarantine), limit))
 
     # ------------------------------------------------------------------ paho callbacks
 
@@ -216,6 +235,8 @@ class Ingest:
             except queue.Empty:
                 if self._stopping.is_set():
                     return
+                if time.monotonic() - self._last_check >= IDLE_CHECK_S:
+                    self._check_health()
                 continue
             batch = [first]
             while len(batch) < self._settings.ingest_batch_size:
@@ -228,15 +249,40 @@ class Ingest:
             except Exception:  # a bug here must not stop ingest: log it, keep the messages
                 log.exception("ingest: unexpected error handling a batch; it stays unacked")
 
+    def _check_health(self) -> None:
+        """Find faults while no message arrives: a store that stopped taking writes, and a
+        paho network thread that died anyway (then nothing would ever be received again)."""
+        self._last_check = time.monotonic()
+        try:
+            self._store.probe_write()
+            if not self._store_ok:
+                log.info("ingest: the store takes writes again")
+            self._store_ok = True
+        except StoreError as exc:
+            if self._store_ok:
+                log.error("ingest: the store does not take writes: %s", exc)
+            self._store_ok = False
+            self._last_error = str(exc)
+        thread = getattr(self._client, "_thread", None)
+        if thread is not None and not thread.is_alive() and not self._stopping.is_set():
+            self._last_error = "the MQTT network thread died; restarted it"
+            log.error("ingest: %s", self._last_error)
+            self._client._thread = None  # paho refuses loop_start while it holds the old one
+            self._client.loop_start()
+
     def _handle(self, batch: list[_Received]) -> None:
+        assert self._gate is not None, "start() builds the gate"
         now = self._clock()
         readings: list[Reading] = []
         for item in batch:
             parsed = parse_message(
                 item.topic, item.payload, now=now, sensor_tz=self._tz, rules=self._rules
             )
+            if not isinstance(parsed, Rejection):
+                refused = self._gate.admit(parsed, printable(item.topic))
+                parsed = refused or parsed
             if isinstance(parsed, Rejection):
-                self._count_rejection(parsed)
+                self._count_rejection(parsed, item.payload, now)
             else:
                 readings.extend(parsed)
         if not self._commit(readings):
@@ -259,6 +305,7 @@ class Ingest:
                     return False
                 delay = min(delay * 2, RETRY_MAX_S)
         self._store_ok = True
+        self._last_check = time.monotonic()
         conflicting = set(result.conflicting)
         stored = [r for r in readings if r not in conflicting]
         analysed = self._live.update(stored)
@@ -280,10 +327,19 @@ class Ingest:
                 if item.qos > 0 and item.generation == self._generation and self._connected:
                     self._client.ack(item.mid, item.qos)
 
-    def _count_rejection(self, rejection: Rejection) -> None:
+    def _count_rejection(self, rejection: Rejection, payload: bytes, now: datetime) -> None:
+        kept = QuarantinedMessage(
+            received=now,
+            topic=rejection.topic,
+            reason=rejection.reason,
+            detail=rejection.detail,
+            payload_bytes=len(payload),
+            payload_preview=printable(payload[:_PREVIEW_BYTES], limit=4 * _PREVIEW_BYTES),
+        )
         with self._lock:
             self._rejected[rejection.reason.value] += 1
             seen = self._rejected[rejection.reason.value]
+            self._quarantine.append(kept)
         if seen <= 10 or seen % 1000 == 0:  # keep the log readable under a flood
             log.warning(
                 "ingest: rejected message on %s: %s (%s; %d so far)",

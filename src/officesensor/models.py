@@ -75,6 +75,8 @@ class RejectReason(StrEnum):
     TIMESTAMP_IN_FUTURE = "timestamp_in_future"
     TIMESTAMP_TOO_OLD = "timestamp_too_old"
     NO_METRICS = "no_metrics"
+    METRIC_NOT_ALLOWED = "metric_not_allowed"
+    TOO_MANY_SERIES = "too_many_series"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,18 @@ class Rejection:
     reason: RejectReason
     detail: str
     topic: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedMessage:
+    """A rejected message kept for inspection: where, why, and the start of its payload."""
+
+    received: datetime
+    topic: str  # printable rendering (control characters escaped)
+    reason: RejectReason
+    detail: str
+    payload_bytes: int
+    payload_preview: str  # the first bytes, decoded with escapes: never raw device text
 
 
 @dataclass(slots=True)

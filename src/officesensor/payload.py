@@ -77,7 +77,7 @@ def parse_message(
     rules: PayloadRules = DEFAULT_RULES,
 ) -> list[Reading] | Rejection:
     """Parse one message. Returns its readings (never empty), or why it was rejected."""
-    shown_topic = _printable(topic)
+    shown_topic = printable(topic)
     try:
         return _parse(topic, payload, now=now, sensor_tz=sensor_tz, rules=rules)
     except _Rejected as exc:
@@ -120,12 +120,12 @@ def _parse_topic(topic: str | bytes) -> tuple[list[str] | None, str | None]:
         _reject(RejectReason.BAD_TOPIC, "expected <prefix>/<level>/<Metric>[/<sensor>]")
     metric = levels[2]
     if not METRIC_NAME.fullmatch(metric):
-        _reject(RejectReason.BAD_METRIC_NAME, f"metric {_printable(metric)} is not a plain name")
+        _reject(RejectReason.BAD_METRIC_NAME, f"metric {printable(metric)} is not a plain name")
     sensor = None
     if len(levels) == 4:
         sensor = levels[3]
         if not SENSOR_NAME.fullmatch(sensor):
-            _reject(RejectReason.BAD_SENSOR_NAME, f"sensor {_printable(sensor)} is not a name")
+            _reject(RejectReason.BAD_SENSOR_NAME, f"sensor {printable(sensor)} is not a name")
     return [metric], sensor
 
 
@@ -152,7 +152,7 @@ def _unique_keys(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     document: dict[str, Any] = {}
     for key, value in pairs:
         if key in document:
-            _reject(RejectReason.DUPLICATE_KEY, f"key {_printable(key)} appears twice")
+            _reject(RejectReason.DUPLICATE_KEY, f"key {printable(key)} appears twice")
         document[key] = value
     return document
 
@@ -162,7 +162,7 @@ def _sensor_of(document: dict[str, Any], topic_sensor: str | None) -> str:
         return topic_sensor or DEFAULT_SENSOR
     sensor = document["Sensor"]
     if not isinstance(sensor, str) or not SENSOR_NAME.fullmatch(sensor):
-        _reject(RejectReason.BAD_SENSOR_NAME, f"Sensor {_printable(repr(sensor))} is not a name")
+        _reject(RejectReason.BAD_SENSOR_NAME, f"Sensor {printable(repr(sensor))} is not a name")
     if topic_sensor is not None and topic_sensor != sensor:
         _reject(RejectReason.BAD_SENSOR_NAME, f"topic names {topic_sensor}, payload {sensor}")
     return sensor
@@ -189,7 +189,7 @@ def _timestamp_of(
         _reject(RejectReason.BAD_TIMESTAMP, "Timestamp is not a short string")
     ts = parse_timestamp(raw, sensor_tz)
     if ts is None:
-        _reject(RejectReason.BAD_TIMESTAMP, f"cannot read Timestamp {_printable(raw)}")
+        _reject(RejectReason.BAD_TIMESTAMP, f"cannot read Timestamp {printable(raw)}")
     if ts < _EARLIEST:
         _reject(RejectReason.TIMESTAMP_TOO_OLD, f"{ts.isoformat()} is before 2000 (clock not set?)")
     if ts > now + rules.max_future_skew:
@@ -234,7 +234,7 @@ def _value_of(document: dict[str, Any], metric: str) -> float:
     return number
 
 
-def _printable(text: str | bytes, limit: int = 80) -> str:
+def printable(text: str | bytes, limit: int = 80) -> str:
     """A short, log-safe rendering of untrusted text (control characters escaped)."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "backslashreplace")

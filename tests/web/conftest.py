@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from officesensor.config import Settings, load_settings
-from officesensor.models import IngestSnapshot, Reading
+from officesensor.models import IngestSnapshot, QuarantinedMessage, Reading, RejectReason
 from officesensor.store.sqlite import SqliteStore
 from officesensor.web import create_app
 
@@ -27,9 +27,13 @@ class FakeIngest:
     """Our own IngestProbe interface, answering a fixed snapshot."""
 
     state: IngestSnapshot
+    rejected: list[QuarantinedMessage] = field(default_factory=list)
 
     def snapshot(self) -> IngestSnapshot:
         return self.state
+
+    def quarantine(self, limit: int) -> list[QuarantinedMessage]:
+        return self.rejected[:limit]
 
 
 def healthy_snapshot(**changes: object) -> IngestSnapshot:
@@ -111,7 +115,15 @@ def client_with_ingest(settings: Settings, store: SqliteStore) -> Callable[..., 
     """A client of an app whose in-process ingest reports ``healthy_snapshot(**changes)``."""
 
     def make(**changes: object) -> FlaskClient:
-        ingest = FakeIngest(healthy_snapshot(**changes))
+        rejected = QuarantinedMessage(
+            received=datetime(2026, 1, 1, tzinfo=UTC),
+            topic="office/metrics/Temperature",
+            reason=RejectReason.NOT_JSON,
+            detail="Expecting value: line 1 column 1 (char 0)",
+            payload_bytes=8,
+            payload_preview="not json",
+        )
+        ingest = FakeIngest(healthy_snapshot(**changes), [rejected])
         return create_app(settings, store, ingest).test_client()
 
     return make

@@ -190,3 +190,42 @@ def test_api_never_writes_nan_even_for_odd_values(client, write_series):
     for row in response.json["readings"]:
         for key in ("mean", "std", "z"):
             assert row[key] is None or math.isfinite(row[key])
+
+
+def test_quarantine_lists_rejected_messages_newest_first(settings, store):
+    from datetime import UTC, datetime
+
+    from officesensor.models import QuarantinedMessage, RejectReason
+    from officesensor.web import create_app
+    from tests.web.conftest import FakeIngest, healthy_snapshot
+
+    kept = [
+        QuarantinedMessage(
+            received=datetime(2026, 1, 1, 12, 0, second, tzinfo=UTC),
+            topic="office/metrics/<b>",
+            reason=RejectReason.BAD_METRIC_NAME,
+            detail="metric <b> is not a plain name",
+            payload_bytes=12,
+            payload_preview='{"\\x00": 1}',
+        )
+        for second in (2, 1)
+    ]
+    client = create_app(settings, store, FakeIngest(healthy_snapshot(), kept)).test_client()
+    body = client.get("/api/quarantine?limit=1").json
+    assert body == [
+        {
+            "received": "2026-01-01T12:00:02Z",
+            "topic": "office/metrics/<b>",
+            "reason": "bad_metric_name",
+            "detail": "metric <b> is not a plain name",
+            "payload_bytes": 12,
+            "payload_preview": '{"\\x00": 1}',
+        }
+    ]
+    assert client.get("/api/quarantine?limit=0").status_code == 400
+
+
+def test_quarantine_is_404_json_when_ingest_runs_elsewhere(client):
+    response = client.get("/api/quarantine")
+    assert response.status_code == 404
+    assert response.is_json

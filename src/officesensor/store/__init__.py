@@ -40,7 +40,10 @@ class Store(Protocol):
         """Readings that collided with a different stored one, newest first."""
 
     def ping(self) -> None:
-        """Raise StoreError unless the store answers."""
+        """Raise StoreError unless the store answers reads."""
+
+    def probe_write(self) -> None:
+        """Raise StoreError unless a write could be committed now (changes nothing)."""
 
     def close(self) -> None:
         """Release connections. The store must not be used afterwards."""

@@ -250,6 +250,13 @@ class SqliteStore:
         with self._translate_errors("ping"):
             self._reader().execute("SELECT 1 FROM series LIMIT 1").fetchall()
 
+    def probe_write(self) -> None:
+        # Takes SQLite's write lock and gives it back: fails while another connection holds
+        # it past the busy timeout (the usual "database is locked" outage).
+        with self._write_lock, self._translate_errors("write probe"):
+            self._writer.execute("BEGIN IMMEDIATE")
+            self._writer.execute("ROLLBACK")
+
     def close(self) -> None:
         with self._write_lock:
             if self._closed:

@@ -110,6 +110,27 @@ def ingest() -> Response | tuple[Response, int]:
     return jsonify(dataclasses.asdict(probe.snapshot()))
 
 
+@bp.get("/quarantine")
+def quarantine() -> Response | tuple[Response, int]:
+    probe = web_context().ingest
+    limit = _int_param("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    if probe is None:
+        return jsonify(error="ingest is not running in this process"), 404
+    return jsonify(
+        [
+            {
+                "received": iso_utc(m.received),
+                "topic": m.topic,
+                "reason": m.reason.value,
+                "detail": m.detail,
+                "payload_bytes": m.payload_bytes,
+                "payload_preview": m.payload_preview,
+            }
+            for m in probe.quarantine(limit)
+        ]
+    )
+
+
 @bp.get("/conflicts")
 def conflicts() -> list[dict[str, Any]]:
     limit = _int_param("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)

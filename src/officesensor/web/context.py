@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from flask import current_app
 
 from officesensor.config import Settings
-from officesensor.models import IngestSnapshot
+from officesensor.models import IngestSnapshot, QuarantinedMessage
 from officesensor.store import Store
 
 EXTENSION_KEY = "officesensor"
@@ -23,6 +23,9 @@ class IngestProbe(Protocol):
 
     def snapshot(self) -> IngestSnapshot:
         """The counters and state at this moment."""
+
+    def quarantine(self, limit: int) -> list[QuarantinedMessage]:
+        """The newest rejected messages, newest first."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,6 +114,19 @@ def _schemas() -> dict[str, Any]:
                 },
             }
         ),
+        "QuarantinedMessage": _object(
+            {
+                "received": _TS,
+                "topic": {"type": "string", "description": "Control characters escaped."},
+                "reason": {"type": "string", "description": "A rejection reason code."},
+                "detail": {"type": "string"},
+                "payload_bytes": _COUNT,
+                "payload_preview": {
+                    "type": "string",
+                    "description": "The payload's first 256 bytes, escaped.",
+                },
+            }
+        ),
         "IngestSnapshot": _object(
             {
                 "connected": {"type": "boolean"},
@@ -196,6 +209,20 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Ingest's counters, when ingest runs in this process.",
                     "responses": {
                         "200": _json("The counters.", _ref("IngestSnapshot")),
+                        "404": _error("Ingest does not run in this process."),
+                    },
+                }
+            },
+            "/api/quarantine": {
+                "get": {
+                    "summary": "The newest rejected messages (at most 1,000 kept), newest first.",
+                    "parameters": [_limit(100, 10_000)],
+                    "responses": {
+                        "200": _json(
+                            "The rejected messages.",
+                            {"type": "array", "items": _ref("QuarantinedMessage")},
+                        ),
+                        "400": _error("`limit` is malformed."),
                         "404": _error("Ingest does not run in this process."),
                     },
                 }
