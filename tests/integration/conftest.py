@@ -75,17 +75,21 @@ class Broker:
         return f"mqtt://127.0.0.1:{self.port}"
 
 
-def start_mosquitto(workdir: Path, port: int | None = None) -> Broker:
+def start_mosquitto(workdir: Path, port: int | None = None, extra_conf: str = "") -> Broker:
+    """Mosquitto with persistence in ``workdir``; restart it with the same port and workdir."""
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\n"
         "allow_anonymous true\n"
-        "persistence true\n"
+        # As root, Mosquitto would switch to its own user, which cannot write pytest's private
+        # temporary directories: no log, and no persistence across a restart.
+        + ("user root\n" if os.geteuid() == 0 else "")
+        + "persistence true\n"
         f"persistence_location {workdir}/\n"
         f"log_dest file {workdir}/mosquitto.log\n"
-        "log_type error\nlog_type warning\nlog_type notice\n"
+        "log_type error\nlog_type warning\nlog_type notice\n" + extra_conf
     )
     with (workdir / "mosquitto.out").open("ab") as out:
         proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=out, stderr=out)
