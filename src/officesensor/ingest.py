@@ -123,8 +123,7 @@ class Ingest:
 
     def snapshot(self) -> IngestSnapshot:
         with self._lock:
-            thread = getattr(self._client, "_thread", None)
-            loop_alive = thread is None or thread.is_alive()
+            loop_alive = mqtt.network_loop_alive(self._client)
             return IngestSnapshot(
                 connected=self._connected and self._subscribed and loop_alive,
                 received=self._counts["received"],
@@ -263,12 +262,12 @@ class Ingest:
                 log.error("ingest: the store does not take writes: %s", exc)
             self._store_ok = False
             self._last_error = str(exc)
-        thread = getattr(self._client, "_thread", None)
-        if thread is not None and not thread.is_alive() and not self._stopping.is_set():
+        if not mqtt.network_loop_alive(self._client) and not self._stopping.is_set():
             self._last_error = "the MQTT network thread died; restarted it"
             log.error("ingest: %s", self._last_error)
-            self._client._thread = None  # paho refuses loop_start while it holds the old one
-            self._client.loop_start()
+            mqtt.restart_network_loop(
+                self._client, self._settings.mqtt_url, persistent_session=True
+            )
 
     def _handle(self, batch: list[_Received]) -> None:
         assert self._gate is not None, "start() builds the gate"

@@ -93,3 +93,21 @@ def reason_text(reason_code: Any) -> str:
     if isinstance(reason_code, MQTTErrorCode):
         return paho.error_string(reason_code)
     return str(reason_code)
+
+
+def network_loop_alive(client: paho.Client) -> bool:
+    """Whether paho's network thread runs (paho clears ``_thread`` however the thread ends)."""
+    thread = getattr(client, "_thread", None)
+    return thread is not None and thread.is_alive()
+
+
+def restart_network_loop(client: paho.Client, url: MqttUrl, *, persistent_session: bool) -> None:
+    """Last resort after paho's network thread died: on a fresh connection (the broker then
+    redelivers what the dead one left unacknowledged) with a new thread."""
+    for name in ("_sockpairR", "_sockpairW"):  # the dead loop's wake-up sockets
+        sock = getattr(client, name, None)
+        if sock is not None:
+            sock.close()
+            setattr(client, name, None)
+    connect(client, url, persistent_session=persistent_session)
+    client.loop_start()

@@ -3,7 +3,8 @@ while the sensor program is killed and restarted, all reach a subscriber, in ord
 
 A subscriber with a persistent session (QoS 1) connects before anything is published, so the
 broker (persistence on) queues messages for it across its own restart. The outage lasts
-``SENSOR_OUTAGE_S`` seconds (default 3; set 60 for the figure issue 4 asks for).
+``SENSOR_OUTAGE_S`` seconds (default 3), except in the fault-suite test where the sensor is
+killed and restarted during the outage: that one lasts ``SENSOR_FAULT_OUTAGE_S`` (default 60).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from tests.integration.conftest import (
 pytestmark = pytest.mark.integration
 
 OUTAGE_S = float(os.environ.get("SENSOR_OUTAGE_S", "3"))
+FAULT_OUTAGE_S = float(os.environ.get("SENSOR_FAULT_OUTAGE_S", "60"))
 #: paho retries after 1, 2, 4, 8 ... (at most 30) seconds: the time to notice the broker is back.
 RECONNECT_S = 40.0
 WEEK = timedelta(days=7)
@@ -277,7 +279,7 @@ def test_sensor_killed_and_restarted_during_an_outage_loses_nothing(
         wait_for(lambda: len(subscriber.readings()) >= 30, 30, "the first run to deliver")
         mosquitto.stop()
         wait_for(lambda: "broker unreachable" in log_a.read_text(), 10, "the backlog warning")
-        time.sleep(OUTAGE_S / 2)
+        time.sleep(FAULT_OUTAGE_S / 2)
     finally:
         run_a.send_signal(signal.SIGKILL)
         run_a.wait()
@@ -288,7 +290,7 @@ def test_sensor_killed_and_restarted_during_an_outage_loses_nothing(
     log_b = tmp_path / "run-b" / "sensor.log"
     try:
         wait_for(lambda: len(logged_readings(log_b)) >= 15, 20, "the second run to take samples")
-        time.sleep(OUTAGE_S / 2)
+        time.sleep(FAULT_OUTAGE_S / 2)
         mosquitto.start()
         wait_for(
             lambda: set(subscriber.readings()) >= set(taken_a),
