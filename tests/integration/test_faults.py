@@ -135,19 +135,24 @@ def mosquitto(tmp_path: Path) -> Iterator[Broker]:
     stop_process(broker.proc)
 
 
-def test_kill_9_ingest_five_times_during_20000_readings(mosquitto: Broker, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "term"])
+def test_stop_ingest_five_times_during_20000_readings(
+    stop_signal: signal.Signals, mosquitto: Broker, tmp_path: Path
+) -> None:
+    """kill -9 at random points, and graceful stops (SIGTERM: commit, ack, disconnect)."""
     count = 20_000
     workdir = tmp_path / "serve"
     db = workdir / "office.db"
     server = start_serve(mosquitto, workdir)
     stream = Stream(mosquitto, count, rate=2_000).start()
     kills = 0
+    exit_codes = []
     rng = random.Random(4)
     try:
         while not stream.done.is_set() or kills < 5:
             time.sleep(rng.uniform(0.4, 1.2))
-            server.proc.send_signal(signal.SIGKILL)
-            server.proc.wait()
+            server.proc.send_signal(stop_signal)
+            exit_codes.append(server.proc.wait(30))
             kills += 1
             server = start_serve(mosquitto, workdir)
         stream.wait_all_acked(30)
@@ -155,8 +160,12 @@ def test_kill_9_ingest_five_times_during_20000_readings(mosquitto: Broker, tmp_p
     finally:
         stream.close()
         stop_process(server.proc)
-    print(f"\nkill -9 ingest {kills} times during {count} readings: stored {len(ids)}")
+    print(
+        f"\n{stop_signal.name} to ingest {kills} times during {count} readings: stored {len(ids)}"
+    )
     assert kills >= 5
+    if stop_signal == signal.SIGTERM:
+        assert exit_codes == [0] * kills
     assert_exactly_once(ids, count)
 
 
