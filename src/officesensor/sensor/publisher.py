@@ -28,7 +28,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
@@ -38,16 +37,27 @@ from officesensor.errors import StoreError
 from officesensor.models import to_epoch_us
 from officesensor.payload import encode_reading
 from officesensor.sensor.outbox import Outbox
+from officesensor.sensor.sender import (
+    Ack,
+    Counters,
+    Event,
+    Link,
+    LinkDown,
+    LinkUp,
+    PublisherStats,
+    Sender,
+    Stop,
+    Write,
+)
 from officesensor.sensor.simulated import Sample, readings_of
 
 if TYPE_CHECKING:
-    import paho.mqtt.client as paho
+    pass
 
 log = logging.getLogger(__name__)
 
 #: Most messages published and not yet acknowledged (also capped by paho's max_inflight).
 WINDOW = 20
-_EXPIRE_EVERY_S = 60.0
 
 #: Exit codes of ``officesensor sensor`` (see ``exit_code``).
 EXIT_DELIVERED = 0
@@ -74,100 +84,12 @@ def our_messages(sample: Sample, sensor: str, tz: tzinfo) -> list[tuple[str, byt
     return [encode_reading(reading, tz) for reading in readings_of(sample, sensor=sensor)]
 
 
-@dataclass(frozen=True, slots=True)
-class PublisherStats:
-    connected: bool
-    written: int  # messages this process put into the outbox
-    published: int  # messages the broker acknowledged (this process)
-    pending: int  # messages in the outbox now, waiting for the broker
-    dropped: int  # messages the outbox ever dropped (full or too old), over every run
-    dropped_this_run: int
-    refused: int  # messages the broker or paho refused for good (logged, removed)
-    failed: int  # messages that could not be written to the outbox (logged, lost)
-
-    @property
-    def lost_this_run(self) -> int:
-        return self.dropped_this_run + self.refused + self.failed
-
-
 def exit_code(stats: PublisherStats) -> int:
     """0: everything delivered; 1: something was lost in this run (dropped, refused or not
     written); 75: nothing lost, but messages wait in the outbox for the next run."""
     if stats.lost_this_run:
         return EXIT_LOST
     return EXIT_PENDING if stats.pending else EXIT_DELIVERED
-
-
-# ----------------------------------------------------------------------------- sender events
-
-
-@dataclass(slots=True)
-class _Write:
-    messages: list[tuple[str, bytes]]
-    now: datetime
-    done: threading.Event = field(default_factory=threading.Event)
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Ack:
-    mid: int
-    refusal: str | None  # the reason code when the broker refused the message
-
-
-@dataclass(frozen=True, slots=True)
-class _LinkUp:
-    epoch: int
-
-
-@dataclass(frozen=True, slots=True)
-class _LinkDown:
-    expected: bool = False  # we disconnected on purpose (close)
-
-
-@dataclass(frozen=True, slots=True)
-class _Stop:
-    pass
-
-
-_Event = _Write | _Ack | _LinkUp | _LinkDown | _Stop
-
-
-@dataclass(slots=True)
-class _Link:
-    """The connection as paho's callbacks see it; ``epoch`` counts successful connects.
-
-    Lock order: ``lock`` before paho's internal locks, never the other way round (on_publish
-    and on_disconnect run under paho's locks, so they do not take it).
-    """
-
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    up: bool = False
-    epoch: int = 0
-
-
-class _Counters:
-    """What ``stats()`` reports; written by the sender thread, read by anyone."""
-
-    def __init__(self, pending: int, dropped: int) -> None:
-        self.changed = threading.Condition()
-        self.connected = False
-        self.written = self.published = self.refused = self.failed = 0
-        self.pending = pending
-        self.dropped = self.dropped_at_start = dropped
-
-    def snapshot(self) -> PublisherStats:
-        with self.changed:
-            return PublisherStats(
-                connected=self.connected,
-                written=self.written,
-                published=self.published,
-                pending=self.pending,
-                dropped=self.dropped,
-                dropped_this_run=self.dropped - self.dropped_at_start,
-                refused=self.refused,
-                failed=self.failed,
-            )
 
 
 class Publisher:
@@ -194,14 +116,14 @@ class Publisher:
             raise
         self._url = s.mqtt_url
         self._closing = self._closed = False
-        self._events: queue.Queue[_Event] = queue.Queue()  # writers wait, so it stays small
-        self._link = _Link()
-        self._counters = _Counters(outbox.pending(), outbox.dropped)
+        self._events: queue.Queue[Event] = queue.Queue()  # writers wait, so it stays small
+        self._link = Link()
+        self._counters = Counters(outbox.pending(), outbox.dropped)
         self._client.on_connect = mqtt.guarded(self._on_connect)
         self._client.on_connect_fail = mqtt.guarded(self._on_connect_fail)
         self._client.on_disconnect = mqtt.guarded(self._on_disconnect)
         self._client.on_publish = mqtt.guarded(self._on_publish)
-        sender = _Sender(
+        sender = Sender(
             outbox,
             self._client,
             self._events,
@@ -220,7 +142,7 @@ class Publisher:
     def _on_connect(self, client: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
             log.error("sensor: broker refused the connection: %s", reason)
-            self._events.put(_LinkDown())
+            self._events.put(LinkDown())
             return
         with self._link.lock:
             # paho would resend its unacknowledged messages after this callback, possibly
@@ -230,21 +152,21 @@ class Publisher:
             self._link.epoch += 1
             epoch = self._link.epoch
         log.info("sensor: connected to %s", self._url)
-        self._events.put(_LinkUp(epoch))
+        self._events.put(LinkUp(epoch))
 
     def _on_connect_fail(self, _c: Any, _u: Any) -> None:
         log.debug("sensor: cannot reach %s; retrying", self._url)
-        self._events.put(_LinkDown())
+        self._events.put(LinkDown())
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        self._link.up = False  # no lock here: see _Link
-        self._events.put(_LinkDown(expected=self._closing))
+        self._link.up = False  # no lock here: see Link
+        self._events.put(LinkDown(expected=self._closing))
         if not self._closing:
             log.warning("sensor: disconnected (%s); reconnecting", mqtt.reason_text(reason))
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, reason: Any, _p: Any) -> None:
         refused = bool(getattr(reason, "is_failure", False))
-        self._events.put(_Ack(mid, str(reason) if refused else None))
+        self._events.put(Ack(mid, str(reason) if refused else None))
 
     # ------------------------------------------------------------------------ public API
 
@@ -258,7 +180,7 @@ class Publisher:
         Returns once they are on disk; never waits for the broker. Raises StoreError when
         they cannot be written (disk full, publisher closed): then they are lost.
         """
-        write = _Write(list(messages), datetime.now(UTC))
+        write = Write(list(messages), datetime.now(UTC))
         if not write.messages:
             return
         if self._closed:
@@ -294,7 +216,7 @@ class Publisher:
         self._closed = self._closing = True
         self._client.disconnect()
         self._client.loop_stop()  # no paho callback runs after this
-        self._events.put(_Stop())
+        self._events.put(Stop())
         self._thread.join()
         stats = self.stats()
         log.info(
@@ -308,174 +230,6 @@ class Publisher:
             stats.failed,
         )
         return stats
-
-
-class _Sender:
-    """The outbox's owner: runs on its own thread, the only user of the SQLite connection."""
-
-    def __init__(
-        self,
-        outbox: Outbox,
-        client: paho.Client,
-        events: queue.Queue[_Event],
-        link: _Link,
-        counters: _Counters,
-        *,
-        window: int,
-    ) -> None:
-        self._outbox = outbox
-        self._client = client
-        self._events = events
-        self._link = link
-        self._counters = counters
-        self._window = window
-        self._epoch = 0  # the connection the state below belongs to; 0: none yet
-        self._inflight: dict[int, int] = {}  # paho mid -> outbox seq, awaiting PUBACK
-        self._delivered: list[int] = []  # seqs acknowledged, to remove from the outbox
-        self._last_sent = 0  # highest seq published on this connection
-        self._unreachable = False  # the last connect attempt failed or the connection broke
-        self._backlog_since: int | None = None  # counters.published when the backlog began
-        self._warned = False  # "broker unreachable" logged for the current backlog
-        self._next_expiry = time.monotonic()
-        self._stopping = False
-        if outbox.pending():
-            log.info(
-                "sensor: %d messages from an earlier run wait in the outbox %s (oldest from "
-                "%s); they are delivered first",
-                outbox.pending(),
-                outbox.path,
-                outbox.oldest(),
-            )
-            self._backlog_since = 0
-
-    def run(self) -> None:
-        try:
-            while not self._stopping:
-                events = self._next_events()
-                try:
-                    self._handle(events)
-                except Exception:
-                    log.exception("sensor: outbox error (the sender keeps running)")
-                    time.sleep(1.0)  # no busy loop on a persistent error (disk gone)
-        finally:
-            self._outbox.close()
-
-    def _next_events(self) -> list[_Event]:
-        try:
-            events = [self._events.get(timeout=1.0)]
-        except queue.Empty:
-            return []
-        while len(events) < 1000:
-            try:
-                events.append(self._events.get_nowait())
-            except queue.Empty:
-                break
-        return events
-
-    def _handle(self, events: list[_Event]) -> None:
-        for event in events:  # one at a time, so a failure cannot strand a waiting writer
-            try:
-                self._apply(event)
-            except Exception:
-                log.exception("sensor: outbox error (the sender keeps running)")
-        if self._delivered:
-            delivered, self._delivered = self._delivered, []
-            self._outbox.remove(*delivered)  # on error they stay: sent again, not lost
-        if time.monotonic() >= self._next_expiry:
-            self._next_expiry = time.monotonic() + _EXPIRE_EVERY_S
-            self._outbox.drop_expired(datetime.now(UTC))
-        if not self._stopping:
-            self._fill_window()
-        self._report()
-
-    def _apply(self, event: _Event) -> None:
-        if isinstance(event, _Write):
-            self._write(event)
-        elif isinstance(event, _Ack):
-            seq = self._inflight.pop(event.mid, None)
-            if seq is None:
-                return  # sent on an earlier connection: it was republished since
-            self._delivered.append(seq)
-            with self._counters.changed:
-                if event.refusal is None:
-                    self._counters.published += 1
-                else:
-                    self._counters.refused += 1
-            if event.refusal is not None:
-                log.error("sensor: broker refused message %d: %s (dropped)", seq, event.refusal)
-        elif isinstance(event, _LinkUp):
-            self._epoch, self._unreachable = event.epoch, False
-            self._inflight.clear()
-            self._last_sent = 0
-        elif isinstance(event, _LinkDown):
-            self._epoch, self._unreachable = 0, not event.expected
-        else:
-            self._stopping = True
-
-    def _write(self, write: _Write) -> None:
-        try:
-            self._outbox.add_many(write.messages, write.now)
-        except StoreError as exc:
-            log.error("sensor: %d messages lost: %s", len(write.messages), exc)
-            write.error = str(exc)
-            with self._counters.changed:
-                self._counters.failed += len(write.messages)
-        else:
-            with self._counters.changed:  # before done: flush() right after must see them
-                self._counters.written += len(write.messages)
-                self._counters.pending = self._outbox.pending()
-                self._counters.dropped = self._outbox.dropped
-        finally:
-            write.done.set()
-
-    def _fill_window(self) -> None:
-        """Publish from the outbox's head until ``window`` messages await their PUBACK."""
-        while self._epoch and len(self._inflight) < self._window:
-            batch = self._outbox.peek(self._window - len(self._inflight), self._last_sent)
-            if not batch:
-                return
-            for message in batch:
-                with self._link.lock:  # no reconnect between this check and the publish
-                    if not self._link.up or self._link.epoch != self._epoch:
-                        return
-                    try:
-                        mid: int | None = self._client.publish(
-                            message.topic, message.payload, qos=1
-                        ).mid
-                    except ValueError as exc:  # paho cannot send it at all (topic, size)
-                        log.error("sensor: cannot publish message %d: %s", message.seq, exc)
-                        mid = None
-                self._last_sent = message.seq
-                if mid is None:
-                    self._outbox.remove(message.seq)
-                    with self._counters.changed:
-                        self._counters.refused += 1
-                else:
-                    self._inflight[mid] = message.seq
-
-    def _report(self) -> None:
-        """Update the counters, wake flush(), and log when a backlog starts and ends."""
-        pending = self._outbox.pending()
-        with self._counters.changed:
-            self._counters.pending = pending
-            self._counters.dropped = self._outbox.dropped
-            self._counters.connected = bool(self._epoch)
-            published = self._counters.published
-            self._counters.changed.notify_all()
-        if pending and self._unreachable and not self._warned:
-            self._warned = True
-            if self._backlog_since is None:
-                self._backlog_since = published
-            log.warning(
-                "sensor: broker unreachable; keeping readings in the outbox %s until it is back",
-                self._outbox.path,
-            )
-        elif not pending and self._backlog_since is not None:
-            log.info(
-                "sensor: outbox drained, %d messages delivered since the backlog began",
-                published - self._backlog_since,
-            )
-            self._backlog_since, self._warned = None, False
 
 
 def run_sensor(
