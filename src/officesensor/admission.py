@@ -1,4 +1,4 @@
-"""Which new series ingest lets in. Pure: a floods of made-up metric or sensor names must not
+"""Which new series ingest lets in. Pure: a flood of made-up metric or sensor names must not
 grow the store (and the dashboard's navigation) without bound.
 
 A reading of a series already stored is always admitted. A new series is admitted while there
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from officesensor.models import Reading, Rejection, RejectReason
+from officesensor.payload import printable
 
 
 class SeriesGate:
@@ -29,11 +30,15 @@ class SeriesGate:
     def series_count(self) -> int:
         return len(self._known)
 
-    def admit(self, readings: Sequence[Reading], topic: str) -> Rejection | None:
-        """None if every reading may be stored (new series are then counted as known)."""
+    def admit(self, readings: Sequence[Reading], topic: str | bytes) -> Rejection | None:
+        """None if every reading may be stored (new series are then counted as known).
+        ``topic`` is only rendered (escaped) when the message is refused."""
+        if len(readings) == 1 and (readings[0].sensor, readings[0].metric) in self._known:
+            return None  # the common case, kept cheap
         new = {(r.sensor, r.metric) for r in readings} - self._known
         if not new:
             return None
+        topic = printable(topic)
         if self._allowed:
             refused = sorted(m for _, m in new if m not in self._allowed)
             if refused:

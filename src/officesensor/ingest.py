@@ -20,9 +20,8 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as paho
 
@@ -45,13 +44,12 @@ IDLE_CHECK_S = 2.0  # when idle, check this often that the store is writable and
 _PREVIEW_BYTES = 256
 
 
-@dataclass(frozen=True, slots=True)
-class _Received:
+class _Received(NamedTuple):  # a tuple: cheapest to build on the network thread's hot path
     generation: int  # which connection delivered it
     mid: int
     qos: int
     topic: bytes
-    payload: bytes
+    payload: bytes | bytearray  # as paho hands it over, not copied
 
 
 class Ingest:
@@ -70,7 +68,8 @@ class Ingest:
         self._rules = PayloadRules(max_payload_bytes=settings.ingest_max_payload_bytes)
         self._tz = settings.tz
         self._live = LiveAnalytics(store, settings.window, settings.z)
-        self._queue: queue.Queue[_Received] = queue.Queue(QUEUE_SIZE)
+        self._queue: queue.SimpleQueue[_Received] = queue.SimpleQueue()  # bounded in on_message
+        self._received = 0  # written by the network thread only
         self._lock = threading.Lock()
         self._generation = 0
         self._connected = False
@@ -119,20 +118,20 @@ class Ingest:
                 timeout_s,
             )
         self._client.disconnect()
-        self._client.loop_stop()
+        mqtt.stop_network_loop(self._client)
 
     def snapshot(self) -> IngestSnapshot:
         with self._lock:
             loop_alive = mqtt.network_loop_alive(self._client)
             return IngestSnapshot(
                 connected=self._connected and self._subscribed and loop_alive,
-                received=self._counts["received"],
+                received=self._received,
                 stored=self._counts["stored"],
                 duplicates=self._counts["duplicates"],
                 conflicts=self._counts["conflicts"],
                 rejected=dict(self._rejected),
                 # Received but not yet committed and acknowledged (queued or being written).
-                backlog=self._counts["received"] - self._counts["handled"],
+                backlog=self._received - self._counts["handled"],
                 reconnects=max(0, self._counts["connects"] - 1),
                 anomalies=self._counts["anomalies"],
                 last_error=self._last_error,
@@ -208,22 +207,20 @@ class Ingest:
             )
 
     def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
-        with self._lock:
-            if not self._accepting:
-                return
-            generation = self._generation
-            self._counts["received"] += 1
+        # The hot path: no lock. on_connect runs on this same thread, so the generation cannot
+        # change under us, and only this thread counts received messages.
+        if not self._accepting:
+            return  # stopping: left unacknowledged, the broker redelivers it next session
+        self._received += 1
         # The raw topic bytes: paho's ``message.topic`` raises on a topic that is not UTF-8.
         item = _Received(
-            generation, message.mid, message.qos, bytes(message._topic), bytes(message.payload)
+            self._generation, message.mid, message.qos, bytes(message._topic), message.payload
         )
-        while True:  # a full queue holds up the network thread: back-pressure to the broker
-            try:
-                self._queue.put(item, timeout=0.5)
+        # A full queue holds up the network thread: back-pressure to the broker.
+        while self._queue.qsize() >= QUEUE_SIZE:
+            if self._stopping.wait(0.01):
                 return
-            except queue.Full:
-                if self._stopping.is_set():
-                    return  # left unacknowledged: the broker redelivers it next session
+        self._queue.put(item)
 
     # ------------------------------------------------------------------ writer thread
 
@@ -278,7 +275,7 @@ class Ingest:
                 item.topic, item.payload, now=now, sensor_tz=self._tz, rules=self._rules
             )
             if not isinstance(parsed, Rejection):
-                refused = self._gate.admit(parsed, printable(item.topic))
+                refused = self._gate.admit(parsed, item.topic)
                 parsed = refused or parsed
             if isinstance(parsed, Rejection):
                 self._count_rejection(parsed, item.payload, now)
@@ -305,8 +302,11 @@ class Ingest:
                 delay = min(delay * 2, RETRY_MAX_S)
         self._store_ok = True
         self._last_check = time.monotonic()
-        conflicting = set(result.conflicting)
-        stored = [r for r in readings if r not in conflicting]
+        if result.conflicting:
+            conflicting = set(result.conflicting)
+            stored = [r for r in readings if r not in conflicting]
+        else:
+            stored = readings
         analysed = self._live.update(stored)
         with self._lock:
             self._counts["stored"] += result.stored
@@ -326,7 +326,9 @@ class Ingest:
                 if item.qos > 0 and item.generation == self._generation and self._connected:
                     self._client.ack(item.mid, item.qos)
 
-    def _count_rejection(self, rejection: Rejection, payload: bytes, now: datetime) -> None:
+    def _count_rejection(
+        self, rejection: Rejection, payload: bytes | bytearray, now: datetime
+    ) -> None:
         kept = QuarantinedMessage(
             received=now,
             topic=rejection.topic,

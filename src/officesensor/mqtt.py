@@ -104,10 +104,21 @@ def network_loop_alive(client: paho.Client) -> bool:
 def restart_network_loop(client: paho.Client, url: MqttUrl, *, persistent_session: bool) -> None:
     """Last resort after paho's network thread died: on a fresh connection (the broker then
     redelivers what the dead one left unacknowledged) with a new thread."""
-    for name in ("_sockpairR", "_sockpairW"):  # the dead loop's wake-up sockets
+    _close_wakeup_sockets(client)  # the dead loop's
+    connect(client, url, persistent_session=persistent_session)
+    client.loop_start()
+
+
+def stop_network_loop(client: paho.Client) -> None:
+    """Stop paho's network thread and close its wake-up socket pair, which paho itself closes
+    only when the client object is garbage collected (too late, and in no set order)."""
+    client.loop_stop()
+    _close_wakeup_sockets(client)
+
+
+def _close_wakeup_sockets(client: paho.Client) -> None:
+    for name in ("_sockpairR", "_sockpairW"):
         sock = getattr(client, name, None)
         if sock is not None:
             sock.close()
             setattr(client, name, None)
-    connect(client, url, persistent_session=persistent_session)
-    client.loop_start()

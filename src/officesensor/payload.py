@@ -70,22 +70,26 @@ def _reject(reason: RejectReason, detail: str) -> NoReturn:
 
 def parse_message(
     topic: str | bytes,
-    payload: bytes,
+    payload: bytes | bytearray,
     *,
     now: datetime,
     sensor_tz: tzinfo,
     rules: PayloadRules = DEFAULT_RULES,
 ) -> list[Reading] | Rejection:
     """Parse one message. Returns its readings (never empty), or why it was rejected."""
-    shown_topic = printable(topic)
     try:
         return _parse(topic, payload, now=now, sensor_tz=sensor_tz, rules=rules)
     except _Rejected as exc:
-        return Rejection(exc.reason, exc.detail, shown_topic)
+        return Rejection(exc.reason, exc.detail, printable(topic))
 
 
 def _parse(
-    topic: str | bytes, payload: bytes, *, now: datetime, sensor_tz: tzinfo, rules: PayloadRules
+    topic: str | bytes,
+    payload: bytes | bytearray,
+    *,
+    now: datetime,
+    sensor_tz: tzinfo,
+    rules: PayloadRules,
 ) -> list[Reading]:
     metrics, topic_sensor = _parse_topic(topic)
     if len(payload) > rules.max_payload_bytes:
@@ -129,13 +133,13 @@ def _parse_topic(topic: str | bytes) -> tuple[list[str] | None, str | None]:
     return [metric], sensor
 
 
-def _decode_json(payload: bytes) -> Any:
+def _decode_json(payload: bytes | bytearray) -> Any:
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         _reject(RejectReason.NOT_UTF8, f"invalid UTF-8 at byte {exc.start}")
     try:
-        return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+        return _DECODER.decode(text)
     except _Rejected:
         raise
     except RecursionError:
@@ -234,9 +238,9 @@ def _value_of(document: dict[str, Any], metric: str) -> float:
     return number
 
 
-def printable(text: str | bytes, limit: int = 80) -> str:
+def printable(text: str | bytes | bytearray, limit: int = 80) -> str:
     """A short, log-safe rendering of untrusted text (control characters escaped)."""
-    if isinstance(text, bytes):
+    if isinstance(text, bytes | bytearray):
         text = text.decode("utf-8", "backslashreplace")
     shown = text.encode("unicode_escape").decode("ascii")
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
@@ -254,3 +258,7 @@ def encode_reading(reading: Reading, local_tz: tzinfo = UTC) -> tuple[str, bytes
     if reading.sensor != DEFAULT_SENSOR:
         document["Sensor"] = reading.sensor
     return topic, json.dumps(document, separators=(",", ":")).encode()
+
+
+# One decoder for every message: json.loads with hooks would build a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)

@@ -25,6 +25,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from officesensor.mqtt import stop_network_loop
 from tests.integration.conftest import (
     Broker,
     start_mosquitto,
@@ -103,7 +104,7 @@ class Stream:
 
     def close(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        stop_network_loop(self.client)
 
 
 def stored_ids(db: Path) -> list[int]:
@@ -427,7 +428,7 @@ def test_ten_thousand_malformed_messages_among_valid_ones(
         quarantine = server.json("/api/quarantine?limit=1000")
     finally:
         publisher.disconnect()
-        publisher.loop_stop()
+        stop_network_loop(publisher)
         code = stop_process(server.proc)
     expected = Counter(reason for _, _, reason in bad)
     assert snapshot["rejected"] == dict(expected)
@@ -473,7 +474,7 @@ def test_a_flood_of_100000_metric_names_is_capped(mosquitto: Broker, tmp_path: P
         answer_s = time.monotonic() - started
     finally:
         publisher.disconnect()
-        publisher.loop_stop()
+        stop_network_loop(publisher)
         stop_process(server.proc)
     assert len(series) <= 50
     assert snapshot["stored"] == 50

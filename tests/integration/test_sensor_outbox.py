@@ -28,6 +28,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from officesensor.config import Settings, load_settings
+from officesensor.mqtt import stop_network_loop
 from officesensor.sensor.outbox import Outbox
 from officesensor.sensor.publisher import (
     EXIT_DELIVERED,
@@ -120,7 +121,7 @@ class Subscriber:
 
     def close(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        stop_network_loop(self.client)
 
 
 def first_occurrences(items: list[Any]) -> list[Any]:

@@ -215,7 +215,7 @@ class Publisher:
         self.flush(flush_timeout_s)
         self._closed = self._closing = True
         self._client.disconnect()
-        self._client.loop_stop()  # no paho callback runs after this
+        mqtt.stop_network_loop(self._client)  # no paho callback runs after this
         self._events.put(Stop())
         self._thread.join()
         stats = self.stats()
