@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format docs screenshots system-deps clean
+.PHONY: demo test lint format docs screenshots bench system-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Ingest throughput, CPU and latency against two peers; figures in docs/benchmarks.md.
+bench: $(STAMP) system-deps
+	$(BIN)/python bench/ingest_throughput.py
 
 screenshots: $(STAMP) system-deps
 	UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/browser -q
