@@ -94,8 +94,7 @@ def analyse_latest(
     whenever the series is long enough, then drops them: nothing looks ahead.
     """
     fetched = store.latest(sensor, metric, limit + window - 1)
-    with np.errstate(over="ignore", invalid="ignore"):  # absurd values give inf/NaN, not errors
-        stats = rolling_stats([r.value for r in fetched], window, z_threshold)
+    stats = rolling_stats([r.value for r in fetched], window, z_threshold)
     skip = max(0, len(fetched) - limit)
     return AnalysedReadings(
         readings=fetched[skip:],
