@@ -7,17 +7,19 @@ import itertools
 import logging
 import random
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from officesensor.broker import EmbeddedBroker
 from officesensor.config import MqttUrl, Settings, parse_duration
 from officesensor.errors import BrokerError, ConfigError
+from officesensor.ingest import Ingest
 from officesensor.models import DEFAULT_SENSOR
-from officesensor.sensor.backfill import backfill
+from officesensor.sensor.backfill import backfill, history
 from officesensor.sensor.publisher import Publisher, exit_code, run_sensor
-from officesensor.sensor.simulated import SimulatedOffice
+from officesensor.sensor.simulated import Sample, SimulatedOffice
 from officesensor.store import open_store
 
 log = logging.getLogger(__name__)
@@ -70,49 +72,66 @@ class Demo:
         settings = self.settings.replace(mqtt_url=MqttUrl("127.0.0.1", broker.port, tls=False))
         stop = threading.Event()
         try:
-            self._backfill_if_empty(settings)
+            samples = self._samples(settings)
             publisher = Publisher(settings, "officesensor-demo-sensor")
         except BaseException:
             broker.stop()
             raise
-        office = SimulatedOffice(self.seed + 1, tz=settings.tz)
-        sensor = threading.Thread(
-            target=run_sensor,
-            name="demo-sensor",
-            daemon=True,
-            args=(office.samples(datetime.now(UTC), self.interval_s), publisher),
-            kwargs={"sensor": DEFAULT_SENSOR, "tz": settings.tz, "stop": stop},
-        )
-        sensor.start()
+
+        sensor: threading.Thread | None = None
+
+        def sense(ingest: Ingest) -> None:
+            # Publishing before ingest has subscribed would send the first readings to nobody.
+            deadline = time.monotonic() + 10
+            while not ingest.snapshot().connected and time.monotonic() < deadline:
+                if stop.wait(0.05):
+                    return
+            run_sensor(samples, publisher, sensor=DEFAULT_SENSOR, tz=settings.tz, stop=stop)
+
+        def start_sensor(ingest: Ingest) -> None:
+            nonlocal sensor
+            sensor = threading.Thread(target=sense, args=(ingest,), name="demo-sensor", daemon=True)
+            sensor.start()
+
+        def stop_sensor() -> None:
+            stop.set()
+            if sensor is not None:
+                sensor.join(5)
+            publisher.close()
+
         self.announce(
             f"embedded MQTT broker on mqtt://127.0.0.1:{broker.port}, data in "
             f"{settings.store}, a reading every {self.interval_s:g} s"
         )
+        try:
+            return serve(
+                settings,
+                announce=self.announce,
+                on_started=start_sensor,
+                stop_first=[stop_sensor],
+                stop_last=[broker.stop],
+            )
+        except BaseException:
+            if sensor is None:  # serve failed before it started (a busy web port, say)
+                stop_sensor()
+                broker.stop()
+            raise
 
-        def stop_sensor() -> None:
-            stop.set()
-            sensor.join(5)
-            publisher.close()
-
-        return serve(
-            settings, announce=self.announce, stop_first=[stop_sensor], stop_last=[broker.stop]
-        )
-
-    def _backfill_if_empty(self, settings: Settings) -> None:
+    def _samples(self, settings: Settings) -> Iterator[Sample]:
+        """The live sensor's samples. On an empty store, the same simulation first fills
+        ``span`` of history, and the live readings carry on from where it ends."""
+        office = SimulatedOffice(self.seed, tz=settings.tz)
+        now = datetime.now(UTC)
         if self.span is None:
-            return
+            return office.samples(now, self.interval_s)
         store = open_store(settings.store)
         try:
             if any(info.count for info in store.series()):
-                return
+                return office.samples(now, self.interval_s)
             self.announce(f"simulating {self.span} of history first")
-            backfill(
-                store,
-                SimulatedOffice(self.seed, tz=settings.tz),
-                span=self.span,
-                interval_s=self.interval_s,
-                sensor=DEFAULT_SENSOR,
-            )
+            samples, past = history(office, self.span, self.interval_s, now)
+            backfill(store, samples, past, sensor=DEFAULT_SENSOR)
+            return samples
         finally:
             store.close()
 
@@ -123,15 +142,11 @@ def run_sensor_cli(args: argparse.Namespace, settings: Settings) -> int:
     sensor_name = args.sensor or DEFAULT_SENSOR
     office = SimulatedOffice(pick_seed(args.seed), tz=settings.tz)
     if args.backfill:
+        span = _duration(args.backfill, "--backfill")
         store = open_store(settings.store)
         try:
-            stored, rejected = backfill(
-                store,
-                office,
-                span=_duration(args.backfill, "--backfill"),
-                interval_s=args.interval,
-                sensor=sensor_name,
-            )
+            samples, past = history(office, span, args.interval, datetime.now(UTC))
+            stored, rejected = backfill(store, samples, past, sensor=sensor_name)
         finally:
             store.close()
         log.info("backfill stored %d readings (%d rejected)", stored, rejected)

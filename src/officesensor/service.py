@@ -104,10 +104,12 @@ def serve(
     settings: Settings,
     *,
     announce: Callable[[str], None] = log.info,
+    on_started: Callable[[Ingest], None] | None = None,
     stop_first: Sequence[Callable[[], None]] = (),
     stop_last: Sequence[Callable[[], None]] = (),
 ) -> int:
-    """Ingest + web until a signal. The demo's sensor stops first and its broker last."""
+    """Ingest + web until a signal. The demo starts its sensor in ``on_started``; the sensor
+    stops first and the demo's broker last."""
     from officesensor.store import open_store
     from officesensor.web import create_app
 
@@ -119,6 +121,8 @@ def serve(
         store.close()
         raise
     ingest.start()
+    if on_started is not None:
+        on_started(ingest)
     announce(f"Office Sensor dashboard: {http_url(server)}")
     stops = [
         *stop_first,

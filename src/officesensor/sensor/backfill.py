@@ -4,40 +4,45 @@ parsed back by ``payload.parse_message``), in large transactions, with a progres
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 from officesensor.models import Reading, Rejection
 from officesensor.payload import encode_reading, parse_message
-from officesensor.sensor.simulated import SimulatedOffice, readings_of
+from officesensor.sensor.simulated import Sample, SimulatedOffice, readings_of
 from officesensor.store import Store
 
 BATCH = 20_000
 
 
+def history(
+    office: SimulatedOffice, span: timedelta, interval_s: float, now: datetime
+) -> tuple[Iterator[Sample], int]:
+    """The office's samples from ``now - span`` on, and how many of them lie in the past.
+    Backfill takes those; a live sensor can go on with the same iterator, seamlessly."""
+    samples = office.samples(now - span, interval_s)
+    return samples, int(span.total_seconds() // interval_s)
+
+
 def backfill(
     store: Store,
-    office: SimulatedOffice,
+    samples: Iterator[Sample],
+    count: int,
     *,
-    span: timedelta,
-    interval_s: float,
     sensor: str,
-    end: datetime | None = None,
     progress: TextIO | None = sys.stderr,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> tuple[int, int]:
-    """Fill ``span`` of history ending at ``end`` (default: now). Returns (stored, rejected)."""
+    """Store the next ``count`` samples' readings. Returns (stored, rejected)."""
     now = clock()
-    end = end or now
-    start = end - span
-    count = int(span.total_seconds() // interval_s)
     stored = rejected = 0
     batch: list[Reading] = []
     bar = _ProgressBar(count, progress)
-    for done, sample in enumerate(office.samples(start, interval_s, count), start=1):
+    for done, sample in enumerate(itertools.islice(samples, count), start=1):
         for reading in readings_of(sample, sensor=sensor):
             topic, payload = encode_reading(reading, UTC)
             parsed = parse_message(topic, payload, now=now, sensor_tz=UTC)
