@@ -139,6 +139,8 @@ def sqlite_path(store_url: str) -> Path:
 
 def parse_topic(raw: Any) -> str:
     text = _text(raw)
+    if not text:
+        raise ValueError("must not be empty")
     if len(text) > 256 or any(ord(c) < 32 for c in text):
         raise ValueError("must be a short MQTT topic filter without control characters")
     levels = text.split("/")
@@ -195,7 +197,7 @@ def parse_duration(text: str) -> timedelta:
     """'90s', '15m', '12h', '30d', '2w' -> timedelta. Raises ValueError with a hint."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
     number, unit = text[:-1], text[-1:]
-    if unit not in units or not number.isdigit() or int(number) <= 0:
+    if unit not in units or not number.isdigit() or not 0 < int(number) * units[unit] < 2**40:
         raise ValueError(f"{text!r} is not a duration like 90s, 15m, 12h, 30d or 2w")
     return timedelta(seconds=int(number) * units[unit])
 

@@ -30,7 +30,13 @@ from officesensor.admission import SeriesGate
 from officesensor.config import Settings
 from officesensor.errors import StoreError
 from officesensor.live import Analysed, LiveAnalytics
-from officesensor.models import IngestSnapshot, QuarantinedMessage, Reading, Rejection
+from officesensor.models import (
+    IngestSnapshot,
+    QuarantinedMessage,
+    Reading,
+    Rejection,
+    RejectReason,
+)
 from officesensor.payload import PayloadRules, parse_message, printable
 from officesensor.store import Store
 
@@ -49,7 +55,8 @@ class _Received(NamedTuple):  # a tuple: cheapest to build on the network thread
     mid: int
     qos: int
     topic: bytes
-    payload: bytes | bytearray  # as paho hands it over, not copied
+    payload: bytes | bytearray  # as paho hands it over; only its start when it is too large
+    size: int  # the payload's real length
 
 
 class Ingest:
@@ -122,7 +129,7 @@ class Ingest:
 
     def snapshot(self) -> IngestSnapshot:
         with self._lock:
-            loop_alive = mqtt.network_loop_alive(self._client)
+            loop_alive = mqtt.network_loop_alive(self._client) and self._writer.is_alive()
             return IngestSnapshot(
                 connected=self._connected and self._subscribed and loop_alive,
                 received=self._received,
@@ -195,13 +202,14 @@ class Ingest:
         self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _properties: Any
     ) -> None:
         with self._lock:
-            was_connected, self._connected = self._connected, False
+            self._connected = False
             self._subscribed = False
+            never_connected = self._counts["connects"] == 0
         if self._stopping.is_set():
             return
         self._last_error = f"disconnected: {mqtt.reason_text(reason)}"
         log.warning("ingest: %s; reconnecting", self._last_error)
-        if not was_connected and self._settings.mqtt_protocol == "5":
+        if never_connected and self._settings.mqtt_protocol == "5":
             log.warning(
                 "ingest: if the broker only speaks MQTT 3.1.1, set OFFICESENSOR_MQTT_PROTOCOL=3.1.1"
             )
@@ -213,8 +221,12 @@ class Ingest:
             return  # stopping: left unacknowledged, the broker redelivers it next session
         self._received += 1
         # The raw topic bytes: paho's ``message.topic`` raises on a topic that is not UTF-8.
+        payload = message.payload
+        size = len(payload)
+        if size > self._rules.max_payload_bytes:  # keep only what the quarantine shows
+            payload = payload[:_PREVIEW_BYTES]
         item = _Received(
-            self._generation, message.mid, message.qos, bytes(message._topic), message.payload
+            self._generation, message.mid, message.qos, bytes(message._topic), payload, size
         )
         # A full queue holds up the network thread: back-pressure to the broker.
         while self._queue.qsize() >= QUEUE_SIZE:
@@ -225,25 +237,37 @@ class Ingest:
     # ------------------------------------------------------------------ writer thread
 
     def _write_loop(self) -> None:
-        while True:
+        while not (self._stopping.is_set() and self._queue.empty()):
             try:
-                first = self._queue.get(timeout=0.2)
+                self._write_once()
+            except Exception:  # a bug must not end this thread: log it, get the batch again
+                log.exception("ingest: unexpected error; reconnecting so the broker redelivers")
+                self._force_redelivery()
+                time.sleep(0.5)  # no busy loop on a persistent error
+
+    def _write_once(self) -> None:
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            if time.monotonic() - self._last_check >= IDLE_CHECK_S:
+                self._check_health()
+            return
+        batch = [first]
+        while len(batch) < self._settings.ingest_batch_size:
+            try:
+                batch.append(self._queue.get_nowait())
             except queue.Empty:
-                if self._stopping.is_set():
-                    return
-                if time.monotonic() - self._last_check >= IDLE_CHECK_S:
-                    self._check_health()
-                continue
-            batch = [first]
-            while len(batch) < self._settings.ingest_batch_size:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                self._handle(batch)
-            except Exception:  # a bug here must not stop ingest: log it, keep the messages
-                log.exception("ingest: unexpected error handling a batch; it stays unacked")
+                break
+        self._handle(batch)
+
+    def _force_redelivery(self) -> None:
+        """Give up on every unacknowledged message of this connection: disconnecting ends
+        paho's loop, the idle health check starts a new connection within seconds, and the
+        broker redelivers (the store recognises what it already has)."""
+        with self._lock:
+            self._generation += 1  # nothing of the old connection is acknowledged any more
+            self._connected = False
+        self._client.disconnect()
 
     def _check_health(self) -> None:
         """Find faults while no message arrives: a store that stopped taking writes, and a
@@ -260,8 +284,11 @@ class Ingest:
             self._store_ok = False
             self._last_error = str(exc)
         if not mqtt.network_loop_alive(self._client) and not self._stopping.is_set():
-            self._last_error = "the MQTT network thread died; restarted it"
+            self._last_error = "the MQTT network thread ended; restarted it"
             log.error("ingest: %s", self._last_error)
+            with self._lock:  # its on_disconnect never ran: do its part
+                self._generation += 1
+                self._connected = False
             mqtt.restart_network_loop(
                 self._client, self._settings.mqtt_url, persistent_session=True
             )
@@ -271,14 +298,21 @@ class Ingest:
         now = self._clock()
         readings: list[Reading] = []
         for item in batch:
-            parsed = parse_message(
-                item.topic, item.payload, now=now, sensor_tz=self._tz, rules=self._rules
-            )
+            if item.size > self._rules.max_payload_bytes:
+                limit = self._rules.max_payload_bytes
+                detail = f"{item.size} bytes > {limit}"
+                parsed: list[Reading] | Rejection = Rejection(
+                    RejectReason.TOO_LARGE, detail, printable(item.topic)
+                )
+            else:
+                parsed = parse_message(
+                    item.topic, item.payload, now=now, sensor_tz=self._tz, rules=self._rules
+                )
             if not isinstance(parsed, Rejection):
                 refused = self._gate.admit(parsed, item.topic)
                 parsed = refused or parsed
             if isinstance(parsed, Rejection):
-                self._count_rejection(parsed, item.payload, now)
+                self._count_rejection(parsed, item, now)
             else:
                 readings.extend(parsed)
         if not self._commit(readings):
@@ -307,16 +341,20 @@ class Ingest:
             stored = [r for r in readings if r not in conflicting]
         else:
             stored = readings
-        analysed = self._live.update(stored)
         with self._lock:
             self._counts["stored"] += result.stored
             self._counts["duplicates"] += result.duplicates
             self._counts["conflicts"] += result.conflicts
-            self._counts["anomalies"] += sum(a.stats.anomaly for a in analysed)
         for reading in result.conflicting:
             log.warning("ingest: conflicting reading kept aside: %s", reading)
-        if analysed and self._on_analysed is not None:
-            self._on_analysed(analysed)
+        try:  # committed: nothing below may keep the batch from being acknowledged
+            analysed = self._live.update(stored)
+            with self._lock:
+                self._counts["anomalies"] += sum(a.stats.anomaly for a in analysed)
+            if analysed and self._on_analysed is not None:
+                self._on_analysed(analysed)
+        except Exception:
+            log.exception("ingest: live analytics failed for a committed batch (ignored)")
         return True
 
     def _acknowledge(self, batch: list[_Received]) -> None:
@@ -326,16 +364,14 @@ class Ingest:
                 if item.qos > 0 and item.generation == self._generation and self._connected:
                     self._client.ack(item.mid, item.qos)
 
-    def _count_rejection(
-        self, rejection: Rejection, payload: bytes | bytearray, now: datetime
-    ) -> None:
+    def _count_rejection(self, rejection: Rejection, item: _Received, now: datetime) -> None:
         kept = QuarantinedMessage(
             received=now,
             topic=rejection.topic,
             reason=rejection.reason,
             detail=rejection.detail,
-            payload_bytes=len(payload),
-            payload_preview=printable(payload[:_PREVIEW_BYTES], limit=4 * _PREVIEW_BYTES),
+            payload_bytes=item.size,
+            payload_preview=printable(item.payload[:_PREVIEW_BYTES], limit=4 * _PREVIEW_BYTES),
         )
         with self._lock:
             self._rejected[rejection.reason.value] += 1

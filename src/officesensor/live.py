@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from officesensor.analytics import RollingStats, WindowStats
+from officesensor.errors import StoreError
 from officesensor.models import Reading
 from officesensor.store import Store
 
@@ -50,7 +51,15 @@ class LiveAnalytics:
 
     def _primed(self, first: Reading) -> RollingStats:
         stats = RollingStats(self._window, self._z)
-        history = self._store.latest(first.sensor, first.metric, self._window - 1, before=first.ts)
+        try:
+            history = self._store.latest(
+                first.sensor, first.metric, self._window - 1, before=first.ts
+            )
+        except StoreError as exc:  # statistics only: start with an empty window instead
+            log.warning(
+                "live statistics for %s/%s start unprimed: %s", first.sensor, first.metric, exc
+            )
+            return stats
         for reading in history:
             stats.update(reading.value)
         if history:

@@ -75,7 +75,7 @@ def test_a_dead_network_thread_turns_health_red_and_is_restarted(
         publisher.publish("office/metrics/Temperature", message(3))
         # Message 2 was never acknowledged: the broker redelivers it to the new connection.
         wait_for(lambda: ingest.snapshot().stored == 3, 15, "readings 2 and 3")
-        assert "network thread died" in (ingest.snapshot().last_error or "")
+        assert "network thread ended" in (ingest.snapshot().last_error or "")
     finally:
         publisher.close()
 
@@ -105,4 +105,51 @@ def test_a_failed_commit_is_retried_and_nothing_counted_stored_until_it_succeeds
         assert ingest.snapshot().store_ok
     finally:
         store.write_many = real_write
+        publisher.close()
+
+
+def test_a_failure_after_the_commit_still_acknowledges_the_batch(
+    ingest: Ingest, mosquitto: Broker
+) -> None:
+    """Live statistics failing must not strand committed messages unacknowledged (they would
+    hold the broker's in-flight slots until it stops delivering)."""
+    live: Any = ingest._live
+    real_update = live.update
+
+    def broken_update(readings: Any) -> Any:
+        live.update = real_update
+        raise RuntimeError("simulated bug in live analytics")
+
+    live.update = broken_update
+    publisher = Publisher(mosquitto)
+    try:
+        publisher.publish("office/metrics/Temperature", message(7))
+        wait_for(lambda: ingest.snapshot().stored == 1, 10, "the reading")
+        wait_for(lambda: ingest.snapshot().backlog == 0, 5, "the ack")
+        assert ingest.snapshot().reconnects == 0  # no redelivery was needed
+    finally:
+        live.update = real_update
+        publisher.close()
+
+
+def test_an_unexpected_error_before_the_commit_gets_the_batch_redelivered(
+    ingest: Ingest, mosquitto: Broker
+) -> None:
+    gate: Any = ingest._gate
+    real_admit = gate.admit
+
+    def broken_admit(*args: Any) -> Any:
+        gate.admit = real_admit
+        raise RuntimeError("simulated bug before the commit")
+
+    gate.admit = broken_admit
+    publisher = Publisher(mosquitto)
+    try:
+        publisher.publish("office/metrics/Temperature", message(8))
+        # Ingest reconnects so the broker redelivers what it had not acknowledged.
+        wait_for(lambda: ingest.snapshot().stored == 1, 20, "the redelivered reading")
+        assert ingest.snapshot().reconnects >= 1
+        wait_for(lambda: ingest.snapshot().connected, 10, "ingest to be healthy again")
+    finally:
+        gate.admit = real_admit
         publisher.close()

@@ -520,3 +520,17 @@ def test_z_is_a_float_and_finite() -> None:
     z = load_settings(environ={"OFFICESENSOR_Z": "3"}).z
     assert isinstance(z, float)
     assert math.isfinite(z)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("OFFICESENSOR_TOPIC", ""),
+        ("OFFICESENSOR_TOPIC", "   "),
+        ("OFFICESENSOR_SENSOR_OUTBOX_MAX_AGE", "99999999999999w"),
+    ],
+)
+def test_values_that_would_fail_later_are_refused_at_start_up(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={variable: value})
+    assert caught.value.setting == variable
