@@ -336,11 +336,6 @@ class Ingest:
                 delay = min(delay * 2, RETRY_MAX_S)
         self._store_ok = True
         self._last_check = time.monotonic()
-        if result.conflicting:
-            conflicting = set(result.conflicting)
-            stored = [r for r in readings if r not in conflicting]
-        else:
-            stored = readings
         with self._lock:
             self._counts["stored"] += result.stored
             self._counts["duplicates"] += result.duplicates
@@ -348,7 +343,7 @@ class Ingest:
         for reading in result.conflicting:
             log.warning("ingest: conflicting reading kept aside: %s", reading)
         try:  # committed: nothing below may keep the batch from being acknowledged
-            analysed = self._live.update(stored)
+            analysed = self._live.update(result.new)  # not redelivered duplicates
             with self._lock:
                 self._counts["anomalies"] += sum(a.stats.anomaly for a in analysed)
             if analysed and self._on_analysed is not None:

@@ -106,6 +106,7 @@ class WriteResult:
     duplicates: int = 0
     conflicts: int = 0
     conflicting: list[Reading] = field(default_factory=list)
+    new: list[Reading] = field(default_factory=list)  # the ``stored`` ones, in input order
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -69,7 +69,7 @@ def test_empty_store(store: Store) -> None:
 def test_write_then_read_back(store: Store) -> None:
     batch = [reading(i) for i in range(5)]
     result = store.write_many(batch)
-    assert result == WriteResult(stored=5)
+    assert result == WriteResult(stored=5, new=batch)
     assert store.latest("default", "Temperature", 10) == batch
     assert store.range("default", "Temperature", T0, T0 + timedelta(days=1)) == batch
 
@@ -169,7 +169,7 @@ def test_range_accepts_any_utc_offset(store: Store) -> None:
 
 def test_same_batch_twice_is_stored_once(store: Store) -> None:
     batch = [reading(i) for i in range(6)]
-    assert store.write_many(batch) == WriteResult(stored=6)
+    assert store.write_many(batch) == WriteResult(stored=6, new=batch)
     again = store.write_many(batch)
     assert again == WriteResult(duplicates=6)
     assert store.latest("default", "Temperature", 100) == batch
@@ -181,6 +181,7 @@ def test_duplicates_within_one_batch(store: Store) -> None:
     first, second = reading(0), reading(1)
     result = store.write_many([first, second, first, first])
     assert (result.stored, result.duplicates, result.conflicts) == (2, 2, 0)
+    assert result.new == [first, second]
     assert store.latest("default", "Temperature", 10) == [first, second]
     assert series_by_key(store)["default", "Temperature"].count == 2
 
@@ -192,6 +193,7 @@ def test_conflict_keeps_the_original_and_reports_the_newcomer(store: Store) -> N
     result = store.write_many([newcomer])
     assert (result.stored, result.duplicates, result.conflicts) == (0, 0, 1)
     assert result.conflicting == [newcomer]
+    assert result.new == []
     assert store.latest("default", "Temperature", 10) == [original]
     assert store.conflicts() == [newcomer]
     assert series_by_key(store)["default", "Temperature"].count == 1
@@ -231,7 +233,7 @@ def test_restarted_counter_ids_with_new_times_are_all_kept(store: Store) -> None
     after = [reading(10 + i, reading_id=i) for i in range(4)]
     assert store.write_many(before).stored == 4
     result = store.write_many(after)
-    assert result == WriteResult(stored=4)
+    assert result == WriteResult(stored=4, new=after)
     assert store.latest("default", "Temperature", 100) == before + after
     assert series_by_key(store)["default", "Temperature"].count == 8
 
@@ -302,7 +304,7 @@ def test_same_key_in_two_series_is_no_conflict(store: Store) -> None:
     a = reading(0, sensor="pi-1", value=70.0)
     b = reading(0, sensor="pi-2", value=75.0)
     c = reading(0, sensor="pi-1", metric="Humidity", value=40.0)
-    assert store.write_many([a, b, c]) == WriteResult(stored=3)
+    assert store.write_many([a, b, c]) == WriteResult(stored=3, new=[a, b, c])
     assert store.conflicts() == []
 
 
@@ -326,7 +328,7 @@ def test_failed_batch_raises_store_error_and_stores_nothing_of_it(store: Store) 
     assert series_by_key(store) == before
     # The store is still usable, and the good readings of that batch go in when resent.
     result = store.write_many(batch[:2])
-    assert result == WriteResult(stored=2)
+    assert result == WriteResult(stored=2, new=batch[:2])
     assert store.latest("default", "Temperature", 100) == [*kept, batch[0]]
     assert store.latest("new-sensor", "Humidity", 100) == [batch[1]]
     assert series_by_key(store)["new-sensor", "Humidity"].count == 1
@@ -391,7 +393,7 @@ def test_sqlite_data_survives_close_and_reopen(db_path: Path) -> None:
         assert series_by_key(again)["default", "Temperature"].count == 5
         assert again.conflicts() == [reading(2, value=-1.0)]
         assert again.write_many(batch) == WriteResult(duplicates=5)
-        assert again.write_many([reading(5)]) == WriteResult(stored=1)
+        assert again.write_many([reading(5)]) == WriteResult(stored=1, new=[reading(5)])
         assert series_by_key(again)["default", "Temperature"].count == 6
     finally:
         again.close()

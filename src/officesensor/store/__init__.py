@@ -6,6 +6,7 @@ Contract (tests/store/ runs one suite over every implementation):
   a duplicate; a different reading with the same key (sensor, metric, time, ID) is a conflict:
   the stored one stays, the newcomer is kept aside and counted, never silently dropped.
   It returns only after the batch is durably committed.
+- ``WriteResult.new`` lists the readings the write actually stored (input order).
 - reads return readings in reading-time order (oldest first).
 """
 

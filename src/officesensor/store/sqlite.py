@@ -135,6 +135,7 @@ class SqliteStore:
                     )
                     if cursor.rowcount == 1:
                         result.stored += 1
+                        result.new.append(reading)
                         stored_per_series[series_id] = stored_per_series.get(series_id, 0) + 1
                         continue
                     (existing,) = conn.execute(
