@@ -13,6 +13,7 @@ computes a whole series at once with numpy, for pages and the API.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -109,6 +110,12 @@ class SeriesStats:
     anomaly: npt.NDArray[np.bool_]
     lower: npt.NDArray[np.float64]
     upper: npt.NDArray[np.float64]
+
+    def since(self, start: int) -> SeriesStats:
+        """The statistics of the readings from index ``start`` on."""
+        return SeriesStats(
+            **{f.name: getattr(self, f.name)[start:] for f in dataclasses.fields(self)}
+        )
 
 
 def rolling_stats(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any
 
 from officesensor.errors import BrokerError
 
@@ -22,7 +21,6 @@ class EmbeddedBroker:
         self.host = host
         self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._broker: Any = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None

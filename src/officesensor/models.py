@@ -37,12 +37,6 @@ class Reading:
 
 
 @dataclass(frozen=True, slots=True)
-class SeriesKey:
-    sensor: str
-    metric: str
-
-
-@dataclass(frozen=True, slots=True)
 class SeriesInfo:
     """A (sensor, metric) series with its most recent reading."""
 

@@ -85,10 +85,10 @@ def readings() -> dict[str, Any]:
         rows = [
             {
                 **reading_json(reading),
-                "mean": finite_or_none(data.mean[i]),
-                "std": finite_or_none(data.std[i]),
-                "z": finite_or_none(data.z[i]),
-                "anomaly": bool(data.anomaly[i]),
+                "mean": finite_or_none(data.stats.mean[i]),
+                "std": finite_or_none(data.stats.std[i]),
+                "z": finite_or_none(data.stats.z[i]),
+                "anomaly": bool(data.stats.anomaly[i]),
             }
             for i, reading in enumerate(data.readings)
         ]

@@ -188,8 +188,8 @@ def _empty_row(metric: str, slug: str) -> SeriesRow:
 def _anomaly(reading: Reading, data: AnalysedReadings, i: int) -> dict[str, str]:
     return {
         "value": format_value(reading.value),
-        "mean": format_value(data.mean[i]),
-        "std": format_value(data.std[i]),
-        "z": f"{data.z[i]:+.2f}",
+        "mean": format_value(data.stats.mean[i]),
+        "std": format_value(data.stats.std[i]),
+        "z": f"{data.stats.z[i]:+.2f}",
         "time": format_time(reading.ts),
     }

@@ -44,13 +44,13 @@ def chart_data(data: AnalysedReadings) -> dict[str, dict[str, list[float | None]
     columns: dict[str, npt.NDArray[np.float64]] = {
         "x": np.array([r.ts_us / 1000 for r in data.readings], dtype=np.float64),
         "value": np.array([r.value for r in data.readings], dtype=np.float64),
-        "mean": data.mean,
-        "lower": data.lower,
-        "upper": data.upper,
-        "std": data.std,
-        "z": data.z,
+        "mean": data.stats.mean,
+        "lower": data.stats.lower,
+        "upper": data.stats.upper,
+        "std": data.stats.std,
+        "z": data.stats.z,
     }
-    marked = np.flatnonzero(data.anomaly)
+    marked = np.flatnonzero(data.stats.anomaly)
     return {
         "readings": {name: _json_numbers(name, column) for name, column in columns.items()},
         "anomalies": {

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
-import numpy.typing as npt
 
-from officesensor.analytics import rolling_stats
+from officesensor.analytics import SeriesStats, rolling_stats
 from officesensor.models import DEFAULT_SENSOR, METRIC_UNITS, Reading, SeriesInfo
 from officesensor.store import Store
 
@@ -71,18 +70,13 @@ class AnalysedReadings:
     """The latest readings of a series, oldest first, with per-reading statistics (NaN: none)."""
 
     readings: list[Reading]
-    mean: npt.NDArray[np.float64]
-    std: npt.NDArray[np.float64]
-    z: npt.NDArray[np.float64]
-    lower: npt.NDArray[np.float64]
-    upper: npt.NDArray[np.float64]
-    anomaly: npt.NDArray[np.bool_]
+    stats: SeriesStats  # one entry per reading
 
     def __len__(self) -> int:
         return len(self.readings)
 
     def anomaly_indices(self) -> list[int]:
-        return [int(i) for i in np.flatnonzero(self.anomaly)]
+        return [int(i) for i in np.flatnonzero(self.stats.anomaly)]
 
 
 def analyse_latest(
@@ -96,15 +90,7 @@ def analyse_latest(
     fetched = store.latest(sensor, metric, limit + window - 1)
     stats = rolling_stats([r.value for r in fetched], window, z_threshold)
     skip = max(0, len(fetched) - limit)
-    return AnalysedReadings(
-        readings=fetched[skip:],
-        mean=stats.mean[skip:],
-        std=stats.std[skip:],
-        z=stats.z[skip:],
-        lower=stats.lower[skip:],
-        upper=stats.upper[skip:],
-        anomaly=stats.anomaly[skip:],
-    )
+    return AnalysedReadings(readings=fetched[skip:], stats=stats.since(skip))
 
 
 def finite_or_none(value: float) -> float | None:
