@@ -168,16 +168,17 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from officesensor.service import install_stop_signals, start_ingest
+    from officesensor.ingest import Ingest
+    from officesensor.service import install_stop_signals, wait_until
     from officesensor.store import open_store
 
     stop = threading.Event()
     install_stop_signals(stop)  # before anything starts, so a signal always shuts down cleanly
     store = open_store(settings.store)
-    ingest = start_ingest(settings, store)
+    ingest = Ingest(settings, store)
+    ingest.start()
     try:
-        while not stop.wait(1.0):
-            pass
+        wait_until(stop)
     finally:
         ingest.stop()
         store.close()
@@ -206,13 +207,15 @@ def run_sensor_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_broker(args: argparse.Namespace, settings: Settings) -> int:
     from officesensor.broker import EmbeddedBroker
-    from officesensor.service import wait_forever
+    from officesensor.service import install_stop_signals, wait_until
 
+    stop = threading.Event()
+    install_stop_signals(stop)
     broker = EmbeddedBroker(args.host, args.port)
     broker.start()
     print(f"officesensor: MQTT broker on mqtt://{broker.host}:{broker.port}", flush=True)
     try:
-        wait_forever(threading.Event())
+        wait_until(stop)
     finally:
         broker.stop()
     return 0

@@ -18,7 +18,6 @@ from typing import Any
 from officesensor.config import Settings
 from officesensor.errors import ConfigError
 from officesensor.ingest import Ingest
-from officesensor.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +75,6 @@ def run_until_signalled(server: Any, stop_callbacks: list[Callable[[], None]]) -
                 log.exception("error while shutting down (continuing)")
 
 
-def start_ingest(settings: Settings, store: Store) -> Ingest:
-    ingest = Ingest(settings, store)
-    ingest.start()
-    return ingest
-
-
 def install_stop_signals(stop: threading.Event) -> None:
     """SIGINT and SIGTERM set ``stop`` instead of interrupting whatever runs."""
 
@@ -93,9 +86,8 @@ def install_stop_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, on_signal)
 
 
-def wait_forever(stop: threading.Event) -> None:
-    """For commands without a web server: block until SIGINT/SIGTERM sets ``stop``."""
-    install_stop_signals(stop)
+def wait_until(stop: threading.Event) -> None:
+    """Block until ``stop`` is set (by the handlers ``install_stop_signals`` put in place)."""
     while not stop.wait(1.0):  # a timed wait lets the signal handler run promptly
         pass
 
