@@ -17,6 +17,7 @@ from tests.integration.conftest import (
     Server,
     cli_process,
     free_port,
+    port_open,
     start_mosquitto,
     start_serve,
     stop_process,
@@ -217,14 +218,7 @@ def test_ingest_alone_and_the_embedded_broker_command(tmp_path: Path) -> None:
     broker = Broker("embedded", port, "3.1.1", broker_proc)
     ingest = None
     try:
-        wait_for(
-            lambda: (
-                broker_proc.poll() is None
-                and socket.create_connection(("127.0.0.1", port), 1).close() is None
-            ),
-            20,
-            "the broker",
-        )
+        wait_for(lambda: broker_proc.poll() is None and port_open(port), 20, "the broker")
         env = {
             "OFFICESENSOR_MQTT_URL": broker.url,
             "OFFICESENSOR_MQTT_PROTOCOL": "3.1.1",
