@@ -37,6 +37,16 @@ class Reading:
 
 
 @dataclass(frozen=True, slots=True)
+class AnomalyRecord:
+    """A reading the live z-score rule flagged, with the window statistics it was judged by."""
+
+    reading: Reading
+    mean: float
+    std: float
+    z: float
+
+
+@dataclass(frozen=True, slots=True)
 class SeriesInfo:
     """A (sensor, metric) series with its most recent reading."""
 

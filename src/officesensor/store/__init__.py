@@ -8,18 +8,26 @@ Contract (tests/store/ runs one suite over every implementation):
   It returns only after the batch is durably committed.
 - ``WriteResult.new`` lists the readings the write actually stored (input order).
 - reads return readings in reading-time order (oldest first).
+- ``write_many`` keeps rollups (officesensor.rollups) of exactly the readings it newly
+  stores, in the same commit, so ``buckets`` and ``interval_stats`` answer any range, up to
+  years, without reading every raw reading.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from officesensor.models import Reading, SeriesInfo, WriteResult
+from officesensor.models import AnomalyRecord, Reading, SeriesInfo, WriteResult
+from officesensor.rollups import Bucket, IntervalStats
 
 
 class Store(Protocol):
+    #: ``interval_stats`` is exact (from raw readings) for ranges holding at most this many
+    #: readings, and approximates quartiles from histograms beyond. Tests may lower it.
+    exact_limit: int
+
     def write_many(self, readings: Sequence[Reading]) -> WriteResult:
         """Store a batch durably; see the module docstring for duplicates and conflicts."""
 
@@ -39,6 +47,46 @@ class Store(Protocol):
 
     def conflicts(self, limit: int = 100) -> list[Reading]:
         """Readings that collided with a different stored one, newest first."""
+
+    def buckets(
+        self, sensor: str, metric: str, start: datetime, end: datetime, width_s: int
+    ) -> list[Bucket]:
+        """Readings with start <= time < end grouped into buckets of ``width_s`` seconds
+        aligned to the Unix epoch (bucket k holds k·width_s <= time < (k+1)·width_s, and its
+        ``start`` is that aligned start even when ``start`` cuts the bucket). Count, min and
+        max are exact, mean exact up to float rounding. Empty buckets are left out; oldest
+        first. Widths that are multiples of 60 read rollups (fast for any range); others
+        group raw readings (keep those to short ranges)."""
+
+    def interval_stats(
+        self, sensor: str, metric: str, start: datetime, end: datetime
+    ) -> IntervalStats:
+        """Count, mean, sample std, min, quartiles and max of the readings with
+        start <= time < end. Exact (``quantile_error`` 0.0) up to ``exact_limit`` readings;
+        beyond, quartiles come from histograms and are within ``quantile_error``."""
+
+    def iter_range(
+        self, sensor: str, metric: str, start: datetime, end: datetime, chunk: int = 10_000
+    ) -> Iterator[list[Reading]]:
+        """All readings with start <= time < end, oldest first, in lists of at most
+        ``chunk``; each list is fetched when asked for (keyset pagination), so any range can
+        be streamed. Readings written meanwhile after the last one returned may appear."""
+
+    def first_time(self, sensor: str, metric: str) -> datetime | None:
+        """Time of the series' oldest reading; None for an unknown or empty series."""
+
+    def record_anomalies(self, items: Sequence[AnomalyRecord]) -> None:
+        """Store flagged readings durably. Idempotent on the reading's key (sensor, metric,
+        time, ID): recording one again changes nothing and keeps the first record."""
+
+    def anomalies(
+        self, sensor: str, metric: str, start: datetime, end: datetime, limit: int = 1000
+    ) -> list[AnomalyRecord]:
+        """Recorded anomalies of a series with start <= time < end, newest first; the
+        ``limit`` newest."""
+
+    def anomaly_count(self, sensor: str, metric: str, start: datetime, end: datetime) -> int:
+        """How many anomalies of a series are recorded with start <= time < end."""
 
     def ping(self) -> None:
         """Raise StoreError unless the store answers reads."""
