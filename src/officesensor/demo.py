@@ -130,7 +130,10 @@ class Demo:
                 return office.samples(now, self.interval_s)
             self.announce(f"simulating {self.span} of history first")
             samples, past = history(office, self.span, self.interval_s, now)
-            backfill(store, samples, past, sensor=DEFAULT_SENSOR)
+            backfill(
+                store, samples, past, sensor=DEFAULT_SENSOR,
+                window=settings.window, z_threshold=settings.z,
+            )  # fmt: skip
             return samples
         finally:
             store.close()
@@ -146,7 +149,10 @@ def run_sensor_cli(args: argparse.Namespace, settings: Settings) -> int:
         store = open_store(settings.store)
         try:
             samples, past = history(office, span, args.interval, datetime.now(UTC))
-            stored, rejected = backfill(store, samples, past, sensor=sensor_name)
+            stored, rejected = backfill(
+                store, samples, past, sensor=sensor_name,
+                window=settings.window, z_threshold=settings.z,
+            )  # fmt: skip
         finally:
             store.close()
         log.info("backfill stored %d readings (%d rejected)", stored, rejected)

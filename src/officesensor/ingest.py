@@ -29,7 +29,7 @@ from officesensor import mqtt
 from officesensor.admission import SeriesGate
 from officesensor.config import Settings
 from officesensor.errors import StoreError
-from officesensor.live import Analysed, LiveAnalytics
+from officesensor.live import Analysed, LiveAnalytics, flagged
 from officesensor.models import (
     IngestSnapshot,
     QuarantinedMessage,
@@ -71,7 +71,9 @@ class Ingest:
         self._settings = settings
         self._store = store
         self._clock = clock
-        self._on_analysed = on_analysed
+        self._listeners: list[Callable[[list[Analysed]], None]] = []
+        if on_analysed is not None:
+            self._listeners.append(on_analysed)
         self._rules = PayloadRules(max_payload_bytes=settings.ingest_max_payload_bytes)
         self._tz = settings.tz
         self._live = LiveAnalytics(store, settings.window, settings.z)
@@ -344,13 +346,27 @@ class Ingest:
             log.warning("ingest: conflicting reading kept aside: %s", reading)
         try:  # committed: nothing below may keep the batch from being acknowledged
             analysed = self._live.update(result.new)  # not redelivered duplicates
-            with self._lock:
-                self._counts["anomalies"] += sum(a.stats.anomaly for a in analysed)
-            if analysed and self._on_analysed is not None:
-                self._on_analysed(analysed)
+            self._record_anomalies(analysed)
+            for listener in self._listeners if analysed else ():
+                listener(analysed)
         except Exception:
             log.exception("ingest: live analytics failed for a committed batch (ignored)")
         return True
+
+    def add_listener(self, listener: Callable[[list[Analysed]], None]) -> None:
+        """Call ``listener`` (on the writer thread; it must not block) with each committed
+        batch's new in-order readings and their live statistics. Before ``start`` only."""
+        self._listeners.append(listener)
+
+    def _record_anomalies(self, analysed: list[Analysed]) -> None:
+        found = flagged(analysed)
+        with self._lock:
+            self._counts["anomalies"] += len(found)
+        if found:
+            try:
+                self._store.record_anomalies(found)
+            except StoreError as exc:  # derived data: the readings themselves are committed
+                log.error("ingest: could not record %d anomalies: %s", len(found), exc)
 
     def _acknowledge(self, batch: list[_Received]) -> None:
         # Holding the lock keeps on_connect from starting a new generation mid-loop.

@@ -8,13 +8,13 @@ window, which would otherwise see time run backwards; pages recompute from the s
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from officesensor.analytics import RollingStats, WindowStats
 from officesensor.errors import StoreError
-from officesensor.models import Reading
+from officesensor.models import AnomalyRecord, Reading, WriteResult
 from officesensor.store import Store
 
 log = logging.getLogger(__name__)
@@ -65,3 +65,24 @@ class LiveAnalytics:
         if history:
             self._newest[(first.sensor, first.metric)] = history[-1].ts
         return stats
+
+
+def flagged(analysed: Iterable[Analysed]) -> list[AnomalyRecord]:
+    """The anomalies among analysed readings, as the store records them."""
+    return [
+        AnomalyRecord(a.reading, a.stats.mean, a.stats.std, a.stats.z)
+        for a in analysed
+        if a.stats.anomaly and a.stats.std is not None and a.stats.z is not None
+    ]
+
+
+def write_and_flag(
+    store: Store, readings: Sequence[Reading], analytics: LiveAnalytics
+) -> WriteResult:
+    """Store a batch (in reading-time order) and record the anomalies the live z-score flags
+    among the newly stored readings, as ingest does. For backfills and imports."""
+    result = store.write_many(readings)
+    found = flagged(analytics.update(result.new))
+    if found:
+        store.record_anomalies(found)
+    return result

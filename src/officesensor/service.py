@@ -7,36 +7,93 @@ acknowledges what it received, the web server closes, the broker stops, the stor
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import signal
+import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from officesensor.config import Settings
 from officesensor.errors import ConfigError
 from officesensor.ingest import Ingest
+from officesensor.store import Store
+
+if TYPE_CHECKING:
+    from officesensor.web.asgi import StreamApp
 
 log = logging.getLogger(__name__)
 
-HTTP_THREADS = 16
+#: Seconds the web server waits for requests in progress when stopping.
+HTTP_STOP_TIMEOUT_S = 5
 
 
-def make_http_server(app: Any, settings: Settings) -> Any:
-    """A waitress server bound now (so a busy port fails fast, naming the setting)."""
-    from waitress.server import create_server
+class WebServer:
+    """uvicorn serving the ASGI app (web/asgi.py) on its own thread and event loop.
 
-    try:
-        return create_server(
+    The socket is bound in the constructor, so a busy port fails at once, naming the setting.
+    ``close`` ends the live streams first (they would otherwise hold the shutdown open), then
+    lets requests in progress finish.
+    """
+
+    def __init__(self, app: StreamApp, settings: Settings) -> None:
+        import uvicorn
+
+        self.app = app
+        self.socket = _bind(settings)
+        config = uvicorn.Config(
             app,
-            host=settings.http.host,
-            port=settings.http.port,
-            threads=HTTP_THREADS,
-            ident="officesensor",
+            lifespan="on",
+            log_config=None,  # our logging setup stays in charge
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=HTTP_STOP_TIMEOUT_S,
+            timeout_keep_alive=30,
         )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._run, name="http", daemon=True)
+        self._failed: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.socket.getsockname()[:2]
+        return f"http://{host}:{port}/"
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the web server did not start: {self._failed!r}")
+            time.sleep(0.01)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._server.serve(sockets=[self.socket]))
+        except BaseException as exc:  # reported by start() or close()
+            self._failed = exc
+            log.exception("web server stopped with an error")
+
+    def close(self) -> None:
+        self.app.hub.close()
+        self._server.should_exit = True
+        self._thread.join(HTTP_STOP_TIMEOUT_S + 5)
+        self.socket.close()
+
+
+def _bind(settings: Settings) -> socket.socket:
+    family = socket.AF_INET6 if ":" in settings.http.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.http.host, settings.http.port))
+        sock.listen(2048)
     except OSError as exc:
+        sock.close()
         if exc.errno == errno.EADDRINUSE:
             raise ConfigError(
                 "OFFICESENSOR_HTTP",
@@ -45,34 +102,20 @@ def make_http_server(app: Any, settings: Settings) -> Any:
         raise ConfigError(
             "OFFICESENSOR_HTTP", f"cannot listen on {settings.http}: {exc.strerror}"
         ) from None
+    sock.set_inheritable(True)
+    return sock
 
 
-def http_url(server: Any) -> str:
-    host, port = server.socket.getsockname()[:2]
-    return f"http://{host}:{port}/"
+def make_web_server(settings: Settings, store: Store, ingest: Ingest | None) -> WebServer:
+    """The dashboard over ``store``, bound but not started; live events come from ``ingest``."""
+    from officesensor.web import create_app
+    from officesensor.web.asgi import StreamApp
+    from officesensor.web.events import EventHub
 
-
-def run_until_signalled(server: Any, stop_callbacks: list[Callable[[], None]]) -> None:
-    """Serve HTTP in this (main) thread until SIGINT/SIGTERM, then run the stop callbacks."""
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s: shutting down", signal.Signals(signum).name)
-        raise KeyboardInterrupt
-
-    # Both set explicitly: a process started in the background inherits SIGINT ignored.
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        server.run()  # waitress returns when KeyboardInterrupt reaches its loop
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for stop in stop_callbacks:
-            try:
-                stop()
-            except Exception:
-                log.exception("error while shutting down (continuing)")
+    hub = EventHub(settings.z)
+    if ingest is not None:
+        ingest.add_listener(hub.publish)
+    return WebServer(StreamApp(create_app(settings, store, ingest), hub), settings)
 
 
 def install_stop_signals(stop: threading.Event) -> None:
@@ -103,26 +146,29 @@ def serve(
     """Ingest + web until a signal. The demo starts its sensor in ``on_started``; the sensor
     stops first and the demo's broker last."""
     from officesensor.store import open_store
-    from officesensor.web import create_app
 
     store = open_store(settings.store)
     try:
         ingest = Ingest(settings, store)
-        server = make_http_server(create_app(settings, store, ingest), settings)
+        server = make_web_server(settings, store, ingest)
     except BaseException:
         store.close()
         raise
-    ingest.start()
-    if on_started is not None:
-        on_started(ingest)
-    announce(f"Office Sensor dashboard: {http_url(server)}")
-    stops = [
-        *stop_first,
-        ingest.stop,
-        server.close,
-        server.task_dispatcher.shutdown,
-        store.close,
-        *stop_last,
-    ]
-    run_until_signalled(server, stops)
+    stop = threading.Event()
+    install_stop_signals(stop)
+    stops = [*stop_first, ingest.stop, server.close, store.close, *stop_last]
+    try:
+        server.start()
+        ingest.start()
+        if on_started is not None:
+            on_started(ingest)
+        announce(f"Office Sensor dashboard: {server.url}")
+        wait_until(stop)
+        log.info("shutting down")
+    finally:
+        for callback in stops:
+            try:
+                callback()
+            except Exception:
+                log.exception("error while shutting down (continuing)")
     return 0

@@ -14,6 +14,7 @@ from typing import TextIO
 
 from officesensor.config import Settings
 from officesensor.errors import OfficeSensorError
+from officesensor.live import LiveAnalytics, write_and_flag
 from officesensor.models import Reading, WriteResult
 from officesensor.payload import METRIC_NAME, SENSOR_NAME
 from officesensor.store import Store, open_store
@@ -80,16 +81,20 @@ def export_csv(
 
 
 def import_csv(settings: Settings, source: TextIO) -> WriteResult:
+    """Store the file's readings, and record the anomalies the live z-score flags among the
+    new ones (as ingest would have, for readings in time order)."""
     store = open_store(settings.store)
+    analytics = LiveAnalytics(store, settings.window, settings.z)
     total = WriteResult()
+
     try:
         batch: list[Reading] = []
         for reading in parse_csv(source):
             batch.append(reading)
             if len(batch) >= _IMPORT_BATCH:
-                _add(total, store.write_many(batch))
+                _add(total, write_and_flag(store, batch, analytics))
                 batch.clear()
-        _add(total, store.write_many(batch))
+        _add(total, write_and_flag(store, batch, analytics))
     finally:
         store.close()
     return total

@@ -12,11 +12,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from officesensor.config import Settings, load_settings
+from officesensor.live import LiveAnalytics, write_and_flag
 from officesensor.models import IngestSnapshot, QuarantinedMessage, Reading, RejectReason
 from officesensor.store.sqlite import SqliteStore
 from officesensor.web import create_app
 
-START = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
+#: Series start an hour ago, so they fall in the pages' default range (the last 24 h).
+START = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 INTERVAL = timedelta(seconds=15)
 
 WriteSeries = Callable[..., list[Reading]]
@@ -85,7 +87,7 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def write_series(store: SqliteStore) -> WriteSeries:
+def write_series(store: SqliteStore, settings: Settings) -> WriteSeries:
     """Write one series; returns its readings, oldest first (15 s apart from START)."""
 
     def write(
@@ -103,7 +105,9 @@ def write_series(store: SqliteStore) -> WriteSeries:
             Reading(sensor, metric, i, start + i * INTERVAL, value)
             for i, value in enumerate(values)
         ]
-        result = store.write_many(readings)
+        # As ingest does: store, then record what the live z-score flags.
+        analytics = LiveAnalytics(store, settings.window, settings.z)
+        result = write_and_flag(store, readings, analytics)
         assert result.stored == len(readings)
         return readings
 

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from officesensor.models import Reading
+from officesensor.models import AnomalyRecord, Reading
+from officesensor.web.asgi import STREAM_PATH
 
 # (path, status) -> (needs in-process ingest, URL that answers with that status)
 EXAMPLES: dict[tuple[str, str], tuple[bool, str]] = {
@@ -15,6 +16,18 @@ EXAMPLES: dict[tuple[str, str], tuple[bool, str]] = {
     ("/api/readings", "200"): (False, "/api/readings?metric=temperature&limit=50"),
     ("/api/readings", "400"): (False, "/api/readings?metric=Temperature&limit=many"),
     ("/api/readings", "404"): (False, "/api/readings?metric=Radiation"),
+    ("/api/chart", "200"): (False, "/api/chart?metric=Temperature&range=1h&buckets=10"),
+    ("/api/chart", "400"): (False, "/api/chart?metric=Temperature&range=2h"),
+    ("/api/chart", "404"): (False, "/api/chart?metric=Temperature&sensor=nobody"),
+    ("/api/stats", "200"): (False, "/api/stats?metric=Temperature&range=all"),
+    ("/api/stats", "400"): (False, "/api/stats?metric=Temperature&start=yesterday&end=now"),
+    ("/api/stats", "404"): (False, "/api/stats?metric=Radiation"),
+    ("/api/anomalies", "200"): (False, "/api/anomalies?metric=Temperature&range=24h"),
+    ("/api/anomalies", "400"): (False, "/api/anomalies?metric=Temperature&limit=-1"),
+    ("/api/anomalies", "404"): (False, "/api/anomalies?metric=Radiation"),
+    ("/api/export.csv", "200"): (False, "/api/export.csv?metric=Temperature&range=1h"),
+    ("/api/export.csv", "400"): (False, "/api/export.csv?metric=Temperature&start=2024-01-01"),
+    ("/api/export.csv", "404"): (False, "/api/export.csv?metric=Radiation"),
     ("/api/ingest", "200"): (True, "/api/ingest"),
     ("/api/ingest", "404"): (False, "/api/ingest"),
     ("/api/quarantine", "200"): (True, "/api/quarantine"),
@@ -58,6 +71,7 @@ def test_document_is_openapi_3_1_with_valid_schemas(document):
 
 def test_every_api_route_is_documented(app, document):
     routes = {rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/api/")}
+    routes.add(STREAM_PATH)  # served by the ASGI layer, not Flask
     assert routes == {p for p in document["paths"] if p.startswith("/api/")}
 
 
@@ -67,6 +81,7 @@ def test_examples_cover_every_documented_response(document):
         for path, item in document["paths"].items()
         for operation in item.values()
         for status in operation["responses"]
+        if path != STREAM_PATH  # tests/integration/test_live_stream.py, over real HTTP
     }
     assert documented == set(EXAMPLES)
 
@@ -79,6 +94,7 @@ def test_documented_responses_match_their_schemas(
     write_series("Pressure", [1013.0, 1013.0, 1013.0])  # std 0: null z-scores
     original = readings[0]
     store.write_many([Reading("default", "Temperature", 0, original.ts, original.value + 1)])
+    store.record_anomalies([AnomalyRecord(readings[30], 72.1, 0.9, 5.4)])
     with_ingest, url = EXAMPLES[(path, status)]
     test_client = client_with_ingest(connected=False) if with_ingest else client
     if (path, status) == ("/api/ingest", "200"):

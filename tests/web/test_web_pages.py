@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
 import pytest
 
-from officesensor.web.series import CHART_READINGS
+from officesensor.web.ranges import RAW_LIMIT
 
 PAYLOAD = "x<script>alert(1)</script>"
+#: Two days ago, on the second: series that start here reach into the default 24 h range.
+START_2D = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+
+
+def text_of(html: str) -> str:
+    """The page's text as a reader sees it without the page script: tags gone, spaces
+    collapsed."""
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
 
 
 class Page(HTMLParser):
@@ -95,8 +104,9 @@ def test_overview_shows_latest_value_unit_time_count_and_link(client, write_seri
     write_series("Humidity", [40.0, 41.5], sensor="lab")
     html = client.get("/").text
     page = Page(html)
-    assert "72.12 °F" in html or "72.13 °F" in html  # latest value with its unit
-    assert "41.50 %" in html
+    text = text_of(html)
+    assert "72.12 °F" in text or "72.13 °F" in text  # latest value with its unit
+    assert "41.50 %" in text
     assert readings[-1].ts.strftime("%Y-%m-%d %H:%M:%S UTC") in html
     assert "/temperature?sensor=default" in page.anchors
     assert "/humidity?sensor=lab" in page.anchors
@@ -124,8 +134,8 @@ def test_metric_pages_render_with_an_empty_store(client, path):
     page = Page(response.text)
     assert "no readings yet" in response.text.lower()
     assert "chart-item" not in page.json_blocks
-    assert page.scripts == []  # no chart, so no BokehJS to load
-    assert page.refresh == "15"
+    assert page.scripts == ["/static/officesensor.js"]  # no chart, so no BokehJS to load
+    assert page.refresh is None  # live updates instead of the original's reloads
 
 
 def test_metric_page_is_case_insensitive_and_marks_the_current_nav_link(client, write_series):
@@ -154,29 +164,84 @@ def test_spike_appears_in_the_anomalies_table_newest_first(client, write_series)
     for index in (90, 40):
         spike = readings[index]
         row = next(r for r in rows if r[4] == spike.ts.strftime("%Y-%m-%d %H:%M:%S UTC"))
-        assert row[0] == f"{spike.value:,.2f} °F"
+        assert row[0] == f"{spike.value:,.2f}°F"  # the parser joins the cell's text pieces
         assert float(row[3]) >= 2.0  # the z-score column
 
 
-def test_chart_shows_the_latest_500_readings_with_full_windows(client, write_series, settings):
-    readings = write_series("Temperature", count=CHART_READINGS + 40, spikes=(300,))
-    html = client.get("/temperature").text
-    assert "500 in the chart" in html
+def test_short_ranges_chart_every_reading_with_full_windows(client, write_series, store):
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1, minutes=50)
+    readings = write_series("Temperature", count=400, spikes=(300,), start=start)
+    in_range = [r for r in readings if r.ts > datetime.now(UTC) - timedelta(hours=1)]
+    assert 0 < len(in_range) < len(readings)
+    html = client.get("/temperature?range=1h").text
     page = Page(html)
     item = json.loads(page.json_blocks["chart-item"])
     assert item["target_id"] == "chart"
     assert '"name": "readings"' in page.json_blocks["chart-item"]
     data = json.loads(page.json_blocks["chart-data"])
-    shown = readings[-CHART_READINGS:]
-    assert data["readings"]["x"] == [r.ts_us / 1000 for r in shown]
-    assert data["readings"]["value"] == [r.value for r in shown]
-    # every shown reading has a full trailing window: statistics are defined from the first
-    assert None not in data["readings"]["mean"]
-    assert None not in data["readings"]["std"]
+    values = [v for v in data["readings"]["value"] if v is not None]
+    assert values == [r.value for r in in_range]
+    # every shown reading has a full trailing window reaching back before the range
+    assert None not in data["readings"]["mean"][:1]
     spike = readings[300]
     assert data["anomalies"]["x"].count(spike.ts_us / 1000) == 1
-    assert set(data["anomalies"]["x"]) <= set(data["readings"]["x"])
     assert "NaN" not in page.json_blocks["chart-data"]
+    live = json.loads(page.json_blocks["chart-live"])
+    assert live["mode"] == "readings"
+    assert live["live"] is True
+    assert live["capacity"] == RAW_LIMIT
+
+
+def test_gaps_in_the_data_are_drawn_as_gaps(client, write_series):
+    first = write_series("Temperature", count=20, start=START_2D + timedelta(hours=47.2))
+    second = write_series("Temperature", count=20, start=START_2D + timedelta(hours=47.5))
+    data = json.loads(Page(client.get("/temperature?range=1h").text).json_blocks["chart-data"])
+    values = data["readings"]["value"]
+    assert len(values) == len(first) + len(second) + 1
+    assert values[len(first)] is None  # one break between the two runs, nothing invented
+    x = data["readings"]["x"]
+    assert first[-1].ts_us / 1000 < x[len(first)] < second[0].ts_us / 1000
+
+
+def test_long_ranges_are_drawn_from_buckets(client, write_series):
+    write_series("Temperature", count=2000, start=START_2D - timedelta(days=5))
+    page = Page(client.get("/temperature?range=30d").text)
+    assert '"name": "buckets"' in page.json_blocks["chart-item"]
+    data = json.loads(page.json_blocks["chart-data"])["buckets"]
+    live = json.loads(page.json_blocks["chart-live"])
+    assert live["mode"] == "buckets"
+    assert live["bucket_s"] == 3600
+    counts = [c for c in data["count"] if c is not None]
+    assert sum(counts) == 2000
+    for low, mean, high in zip(data["min"], data["mean"], data["max"], strict=True):
+        if mean is not None:
+            assert low <= mean <= high
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("range=2w", "range must be one of"),
+        ("start=2024-05-01", "a custom range needs both start and end"),
+        ("start=2024-05-02&end=2024-05-01", "end must be later than start"),
+        ("start=yesterday&end=2024-05-01", "start must be an ISO 8601 time"),
+    ],
+)
+def test_bad_ranges_are_a_400_page_naming_the_parameter(client, write_series, query, message):
+    write_series("Temperature", count=5)
+    response = client.get(f"/temperature?{query}")
+    assert response.status_code == 400
+    assert message in response.text
+
+
+def test_custom_range_is_in_the_url_and_not_live(client, write_series):
+    readings = write_series("Temperature", count=40)
+    start, end = readings[10].ts, readings[20].ts
+    url = f"/temperature?start={start.isoformat()}&end={end.isoformat()}".replace("+", "%2B")
+    page = Page(client.get(url).text)
+    data = json.loads(page.json_blocks["chart-data"])
+    assert data["readings"]["value"] == [r.value for r in readings[10:20]]
+    assert json.loads(page.json_blocks["chart-live"])["live"] is False
 
 
 def test_chart_statistics_are_null_where_undefined(client, write_series):
@@ -218,7 +283,7 @@ def test_sensor_parameter_picks_the_series(client, write_series):
     assert "61.25" in client.get("/temperature").text
     assert "71.00" in client.get("/temperature?sensor=lab").text
     html = client.get("/temperature?sensor=lab").text
-    assert 'href="/temperature?sensor=attic"' in html  # the other sensor is offered
+    assert 'href="/temperature?sensor=attic&amp;range=24h"' in html  # the other sensor
     assert client.get("/temperature?sensor=nobody").status_code == 404
 
 

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
+from officesensor.analytics import DEFAULT_WINDOW, DEFAULT_Z
+from officesensor.live import LiveAnalytics, write_and_flag
 from officesensor.models import Reading, Rejection
 from officesensor.payload import encode_reading, parse_message
 from officesensor.sensor.simulated import Sample, SimulatedOffice, readings_of
@@ -36,9 +38,13 @@ def backfill(
     sensor: str,
     progress: TextIO | None = sys.stderr,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    window: int = DEFAULT_WINDOW,
+    z_threshold: float = DEFAULT_Z,
 ) -> tuple[int, int]:
-    """Store the next ``count`` samples' readings. Returns (stored, rejected)."""
+    """Store the next ``count`` samples' readings, and record the anomalies the live
+    z-score would have flagged among them. Returns (stored, rejected)."""
     now = clock()
+    analytics = LiveAnalytics(store, window, z_threshold)
     stored = rejected = 0
     batch: list[Reading] = []
     bar = _ProgressBar(count, progress)
@@ -51,10 +57,10 @@ def backfill(
             else:
                 batch.extend(parsed)
         if len(batch) >= BATCH:
-            stored += store.write_many(batch).stored
+            stored += write_and_flag(store, batch, analytics).stored
             batch.clear()
             bar.update(done)
-    stored += store.write_many(batch).stored
+    stored += write_and_flag(store, batch, analytics).stored
     bar.update(count, final=True)
     return stored, rejected
 

@@ -1,6 +1,7 @@
 """The web dashboard: HTML pages, the JSON API, /healthz and /metrics, as one Flask app.
 
-``create_app`` is the only entry point; the CLI serves its result with waitress.
+``create_app`` is the only entry point; ``web/asgi.py`` wraps it with the live stream and
+``service.WebServer`` serves that with uvicorn.
 """
 
 from __future__ import annotations

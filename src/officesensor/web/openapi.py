@@ -37,6 +37,63 @@ def _error(description: str) -> dict[str, Any]:
     return _json(description, _ref("Error"))
 
 
+def _numbers(description: str) -> dict[str, Any]:
+    return {"type": "array", "items": {"type": "number"}, "description": description}
+
+
+_SERIES_PARAMS: list[dict[str, Any]] = [
+    {
+        "name": "metric",
+        "in": "query",
+        "required": True,
+        "schema": _NAME,
+        "description": "Metric name, case-insensitive (Temperature).",
+    },
+    {
+        "name": "sensor",
+        "in": "query",
+        "required": False,
+        "schema": _NAME,
+        "description": "Default: `default` if it has it, else the first.",
+    },
+]
+_RANGE_PARAMS: list[dict[str, Any]] = [
+    {
+        "name": "range",
+        "in": "query",
+        "required": False,
+        "schema": {"enum": ["1h", "24h", "7d", "30d", "1y", "all"], "default": "24h"},
+        "description": "A range ending now. Not together with start/end.",
+    },
+    {
+        "name": "start",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 64},
+        "description": "Custom range start, ISO 8601 (no zone: UTC); needs end.",
+    },
+    {
+        "name": "end",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 64},
+        "description": "Custom range end (exclusive), ISO 8601; needs start.",
+    },
+]
+_BAD_PARAMS = "A parameter is missing or malformed (named in `parameter`)."
+_NOT_FOUND = "No such metric, or the sensor has none of its readings."
+
+
+def _range_operation(summary: str, extra: list[dict[str, Any]], ok: dict[str, Any]) -> Any:
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": [*_SERIES_PARAMS, *_RANGE_PARAMS, *extra],
+            "responses": {"200": ok, "400": _error(_BAD_PARAMS), "404": _error(_NOT_FOUND)},
+        }
+    }
+
+
 def _limit(default: int, maximum: int) -> dict[str, Any]:
     return {
         "name": "limit",
@@ -94,12 +151,15 @@ def _schemas() -> dict[str, Any]:
                 "unit": {"type": "string"},
                 "window": {"type": "integer", "minimum": 2},
                 "z_threshold": {"type": "number"},
+                "start": _TS,
+                "end": _TS,
                 "readings": {
                     "type": "array",
                     "items": _ref("AnalysedReading"),
                     "description": "Oldest first.",
                 },
-            }
+            },
+            optional=("start", "end"),
         ),
         "Conflict": _object(
             {
@@ -146,6 +206,95 @@ def _schemas() -> dict[str, Any]:
                 "store_ok": {"type": "boolean"},
             }
         ),
+        "Chart": _object(
+            {
+                "sensor": {"type": ["string", "null"]},
+                "metric": _NAME,
+                "unit": {"type": "string"},
+                "start": _TS,
+                "end": _TS,
+                "bucket_s": {"type": "integer", "minimum": 60, "description": "Bucket width."},
+                "gap_s": {
+                    "type": "number",
+                    "description": "Buckets further apart than this are separated by a gap "
+                    "(no readings): draw a break, do not interpolate.",
+                },
+                "points": _object(
+                    {
+                        "t": _numbers("Bucket starts, epoch milliseconds (UTC), oldest first."),
+                        "count": {"type": "array", "items": _COUNT},
+                        "mean": _numbers("Mean of each bucket."),
+                        "min": _numbers("Minimum of each bucket."),
+                        "max": _numbers("Maximum of each bucket."),
+                    }
+                ),
+            }
+        ),
+        "IntervalStats": _object(
+            {
+                "name": {"enum": ["1h", "24h", "7d", "30d", "1y", "selected"]},
+                "start": _TS,
+                "end": _TS,
+                "count": _COUNT,
+                "mean": _NULLABLE_NUMBER,
+                "std": {**_NULLABLE_NUMBER, "description": "Sample std (n - 1)."},
+                "min": _NULLABLE_NUMBER,
+                "q25": _NULLABLE_NUMBER,
+                "median": _NULLABLE_NUMBER,
+                "q75": _NULLABLE_NUMBER,
+                "max": _NULLABLE_NUMBER,
+                "coverage": {
+                    "type": ["number", "null"],
+                    "minimum": 0,
+                    "maximum": 1,
+                    "description": "Readings present / readings expected at the sensor's "
+                    "cadence, between its first reading (or start) and now (or end).",
+                },
+                "quantile_error": {
+                    "type": "number",
+                    "minimum": 0,
+                    "description": "0 when the quartiles are exact; otherwise the most they "
+                    "can differ from the exact ones (metric units): long intervals are "
+                    "computed from rollup histograms.",
+                },
+            }
+        ),
+        "Stats": _object(
+            {
+                "sensor": {"type": ["string", "null"]},
+                "metric": _NAME,
+                "unit": {"type": "string"},
+                "cadence_s": {
+                    "type": ["number", "null"],
+                    "description": "The sensor's usual interval (median of recent ones).",
+                },
+                "intervals": {"type": "array", "items": _ref("IntervalStats")},
+            }
+        ),
+        "Anomaly": _object(
+            {
+                "id": {"type": "integer", "minimum": 0},
+                "ts": _TS,
+                "value": {"type": "number"},
+                "mean": _NULLABLE_NUMBER,
+                "std": _NULLABLE_NUMBER,
+                "z": _NULLABLE_NUMBER,
+            }
+        ),
+        "Anomalies": _object(
+            {
+                "sensor": {"type": ["string", "null"]},
+                "metric": _NAME,
+                "unit": {"type": "string"},
+                "start": _TS,
+                "end": _TS,
+                "anomalies": {
+                    "type": "array",
+                    "items": _ref("Anomaly"),
+                    "description": "Newest first.",
+                },
+            }
+        ),
         "Health": _object(
             {
                 "status": {"enum": ["ok", "unhealthy"]},
@@ -177,7 +326,8 @@ def openapi_document() -> dict[str, Any]:
             },
             "/api/readings": {
                 "get": {
-                    "summary": "The latest readings of one series with trailing-window statistics.",
+                    "summary": "Readings of one series with trailing-window statistics: the "
+                    "latest `limit`, or the first `limit` of a range (range or start/end).",
                     "parameters": [
                         {
                             "name": "metric",
@@ -193,6 +343,7 @@ def openapi_document() -> dict[str, Any]:
                             "schema": _NAME,
                             "description": "Default: `default` if it has it, else the first.",
                         },
+                        *_RANGE_PARAMS,
                         _limit(100, 10_000),
                     ],
                     "responses": {
@@ -201,6 +352,67 @@ def openapi_document() -> dict[str, Any]:
                             "A parameter is missing or malformed (named in `parameter`)."
                         ),
                         "404": _error("No such metric, or the sensor has none of its readings."),
+                    },
+                }
+            },
+            "/api/chart": _range_operation(
+                "A range downsampled to epoch-aligned buckets (min, mean, max, count), "
+                "answered from rollups: a year costs about as much as an hour.",
+                [
+                    {
+                        "name": "buckets",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 10, "maximum": 5000},
+                        "description": "At most this many buckets (default 1000).",
+                    }
+                ],
+                _json("The buckets; empty buckets are left out.", _ref("Chart")),
+            ),
+            "/api/stats": _range_operation(
+                "Interval statistics (count, mean, std, min, quartiles, max, coverage) of "
+                "the last hour, day, week, month and year, and of the selected range.",
+                [],
+                _json("One entry per interval, the selected range last.", _ref("Stats")),
+            ),
+            "/api/anomalies": _range_operation(
+                "Readings flagged by the live z-score when they arrived, newest first.",
+                [_limit(100, 10_000)],
+                _json("The anomalies.", _ref("Anomalies")),
+            ),
+            "/api/export.csv": _range_operation(
+                "Every reading of a range as CSV (streamed), with the same statistics as "
+                "/api/readings: time,id,value,mean,std,z,anomaly.",
+                [],
+                {
+                    "description": "CSV, oldest first.",
+                    "content": {"text/csv": {"schema": {"type": "string"}}},
+                },
+            ),
+            "/api/stream": {
+                "get": {
+                    "summary": "New readings as Server-Sent Events, as they are stored.",
+                    "description": "Each `event: reading` carries a reading as JSON (the "
+                    "fields of /api/readings rows plus sensor, metric, unit, lower, upper); "
+                    "its `id` is the newest reading time sent (epoch µs). Reconnecting with "
+                    "`Last-Event-ID` (or `last_event_id`) first replays what was missed.",
+                    "parameters": [
+                        {**_SERIES_PARAMS[0], "required": False},
+                        _SERIES_PARAMS[1],
+                        {
+                            "name": "last_event_id",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+                            "description": "Resume after this id.",
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "An endless event stream.",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        },
+                        "400": _error(_BAD_PARAMS),
                     },
                 }
             },

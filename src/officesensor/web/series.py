@@ -102,3 +102,21 @@ def finite_or_none(value: float) -> float | None:
 def iso_utc(ts: datetime) -> str:
     """ISO 8601 in UTC with a ``Z``: ``2024-05-01T10:11:12Z``, ``2024-05-01T10:11:12.500000Z``."""
     return ts.astimezone(UTC).isoformat().removesuffix("+00:00") + "Z"
+
+
+def analyse_range(
+    store: Store,
+    sensor: str,
+    metric: str,
+    start: datetime,
+    end: datetime,
+    window: int,
+    z_threshold: float,
+    limit: int | None = None,
+) -> AnalysedReadings:
+    """Readings with start <= time < end (the first ``limit``), with statistics over trailing
+    windows that reach back before ``start``, exactly as ``analyse_latest`` computes them."""
+    history = store.latest(sensor, metric, window - 1, before=start)
+    shown = store.range(sensor, metric, start, end, limit)
+    stats = rolling_stats([r.value for r in (*history, *shown)], window, z_threshold)
+    return AnalysedReadings(readings=shown, stats=stats.since(len(history)))

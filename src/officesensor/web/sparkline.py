@@ -1,14 +1,11 @@
-"""Tiny inline-SVG trend lines for the overview cards: no JavaScript, nothing to load."""
+"""Tiny inline-SVG trend lines for the overview cards: drawn by the server, kept up to date by
+the page script."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from officesensor.models import Reading
-
-#: Readings drawn per card: an hour at the original sensor's 15 s interval.
-SPARK_READINGS = 240
 WIDTH = 240
 HEIGHT = 48
 _PAD = 4.0
@@ -20,27 +17,28 @@ class Sparkline:
     area: str  # SVG polygon points: the line closed along the bottom
     low: float
     high: float
-    span: str  # how much time the line covers, e.g. "1 h"
+    span: str  # how much time the line covers, e.g. "24 h"
     width: int = WIDTH
     height: int = HEIGHT
 
 
-def sparkline(readings: Sequence[Reading]) -> Sparkline | None:
-    """The trend of ``readings`` (oldest first), or None with fewer than two."""
-    if len(readings) < 2:
+def sparkline(points: Sequence[Sequence[float]]) -> Sparkline | None:
+    """The trend of ``points`` ([epoch ms, value] pairs, oldest first), placed by time, or None
+    with fewer than two. static/officesensor.js redraws it the same way as readings arrive."""
+    if len(points) < 2:
         return None
-    values = [r.value for r in readings]
+    t0, t1 = points[0][0], points[-1][0]
+    values = [p[1] for p in points]
     low, high = min(values), max(values)
     spread = high - low or 1.0
-    step = WIDTH / (len(values) - 1)
+    duration = t1 - t0 or 1.0
     usable = HEIGHT - 2 * _PAD
-    points = [
-        f"{i * step:.1f},{_PAD + (high - v) / spread * usable:.1f}" for i, v in enumerate(values)
-    ]
-    line = " ".join(points)
+    line = " ".join(
+        f"{(t - t0) / duration * WIDTH:.1f},{_PAD + (high - v) / spread * usable:.1f}"
+        for t, v in points
+    )
     area = f"0,{HEIGHT} {line} {WIDTH},{HEIGHT}"
-    seconds = (readings[-1].ts - readings[0].ts).total_seconds()
-    return Sparkline(line, area, low, high, _duration(seconds))
+    return Sparkline(line, area, low, high, _duration((t1 - t0) / 1000))
 
 
 def _duration(seconds: float) -> str:
