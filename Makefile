@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format docs screenshots bench system-deps clean
+.PHONY: demo test lint format docs screenshots bench bench-ingest bench-dashboard system-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,9 +30,18 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Ingest throughput, CPU and latency against two peers; figures in docs/benchmarks.md.
-bench: $(STAMP) system-deps
+# Both benchmarks; figures in docs/benchmarks.md.
+bench: bench-ingest bench-dashboard
+
+# Ingest throughput, CPU and latency against two peers.
+bench-ingest: $(STAMP) system-deps
 	$(BIN)/python bench/ingest_throughput.py
+
+# The dashboard's read side over a year of readings against InfluxDB 1.6 (Debian's package).
+# The first run builds the year of data (10-15 minutes) and caches it.
+bench-dashboard: $(STAMP) system-deps
+	sh scripts/bench-deps.sh
+	$(BIN)/python bench/dashboard.py
 
 screenshots: $(STAMP) system-deps
 	UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/browser -q

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from flask import Blueprint, abort, render_template, request, url_for
+from markupsafe import Markup
 
 from officesensor.models import AnomalyRecord, Reading, SeriesInfo, unit_of
 from officesensor.web.context import web_context
@@ -47,8 +48,10 @@ STALE_INTERVALS = 3
 #: The overview's sparklines: the last 24 h in 15-minute buckets.
 SPARK_SPAN = timedelta(hours=24)
 SPARK_BUCKET_S = 900
-#: Anomalies listed under a metric page's chart (newest first).
-ANOMALY_ROWS = 200
+#: Anomalies marked on a metric page's chart, and listed under it (newest first); the
+#: JSON API and the CSV export have all of them.
+ANOMALY_MARKS = 1000
+ANOMALY_ROWS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +181,9 @@ def metric(metric: str) -> str:
         abort(400, description=f"{exc.parameter}: {exc.message}")
     slug = metric_slugs(metrics)[name]
     unit = unit_of(name)
-    view: dict[str, Any] = {"chart": None, "anomalies": [], "shown": 0, "mode": None}
+    view: dict[str, Any] = {
+        "chart": None, "anomalies": [], "anomaly_count": 0, "shown": 0, "mode": None
+    }  # fmt: skip
     if sensor is not None and info is not None and info.count:
         view = _chart_view(sensor, name, unit, span, info.count)
         if not view["shown"] and not span.live:  # a past range without readings: no chart
@@ -223,7 +228,7 @@ def _chart_view(
     context = web_context()
     store, settings = context.store, context.settings
     cadence = cadence_s(store, sensor, metric)
-    found = store.anomalies(sensor, metric, span.start, span.end, ANOMALY_ROWS)
+    found = store.anomalies(sensor, metric, span.start, span.end, ANOMALY_MARKS)
     data: AnalysedReadings | None = None
     # Fetch the readings only when they may be few enough to draw one by one.
     expected = span.span.total_seconds() / cadence if cadence else 0.0
@@ -267,7 +272,12 @@ def _chart_view(
         "chart": _chart_item(unit, mode),
         "chart_data": columns,
         "chart_live": live,
-        "anomalies": [_anomaly(a) for a in found],
+        "anomalies": [_anomaly(a) for a in found[:ANOMALY_ROWS]],
+        "anomaly_count": (
+            len(found)
+            if len(found) < ANOMALY_MARKS
+            else store.anomaly_count(sensor, metric, span.start, span.end)
+        ),
         "shown": shown,
         "mode": mode,
     }
@@ -280,6 +290,27 @@ def _chart_item(unit: str, mode: str) -> dict[str, Any]:
     if item is None:  # two requests racing here just build it twice
         item = items[key] = chart_item(unit, mode)
     return item
+
+
+@bp.app_template_global("num")
+def number_html(value: float, unit: str, kind: str = "value") -> Markup:
+    """A number from a device as the server shows it, plus what the page script needs to
+    show it in the viewer's temperature unit. kind: "value" (a reading, mean, min...) or
+    "spread" (a standard deviation: scaled, not shifted)."""
+    flag = Markup(" data-f") if unit == "°F" else Markup("")
+    html = Markup('<span class="v" data-v="{}" data-k="{}"{}>{}</span>').format(
+        repr(float(value)), kind, flag, format_value(value)
+    )
+    if unit:
+        html += Markup(' <span class="u"{}>{}</span>').format(flag, unit)
+    return html
+
+
+@bp.app_template_global("when")
+def time_html(iso: str, text: str) -> Markup:
+    """A time: ISO 8601 for the page script (which shows it in the viewer's zone), ``text``
+    (UTC) for everyone else."""
+    return Markup('<time datetime="{}">{}</time>').format(iso, text)
 
 
 @bp.app_template_filter("iso")

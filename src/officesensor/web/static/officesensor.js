@@ -378,13 +378,12 @@
     return (gone.value || []).filter(function (v) { return isFinite(v); }).length;
   }
 
-  function dropped(gone) {
+  // "Readings in this range" counts what the chart holds: recounted after every change, so
+  // it cannot drift from the points drawn (readings trimmed by the window or the capacity).
+  function recount() {
     var counter = document.getElementById("shown-count");
-    var n = realCount(gone);
-    if (counter && n > 0) {
-      var shownNow = parseInt(counter.textContent.replace(/,/g, ""), 10) || 0;
-      counter.textContent = Math.max(0, shownNow - n).toLocaleString("en-US");
-    }
+    var source = chart && (chart.sources.readings || chart.sources.buckets);
+    if (counter && source) { counter.textContent = realCount(source.data).toLocaleString("en-US"); }
   }
 
   // A new reading into the chart: a point (readings mode), or into its bucket (buckets mode).
@@ -420,7 +419,7 @@
         names.forEach(function (name) { rows[name].unshift(gap[name][0]); });
         rows = splitGaps(rows, lastRow(src));
       }
-      dropped(append(src, rows, capacity, cutoff));
+      append(src, rows, capacity, cutoff);
       chart.lastX = x;
     } else if (chart.sources.buckets) {
       var b = chart.sources.buckets;
@@ -445,7 +444,7 @@
           bnames.forEach(function (name) { brows[name].unshift(bgap[name][0]); });
           brows = splitGaps(brows, lastRow(b));
         }
-        dropped(append(b, brows, capacity, cutoff === null ? null : cutoff - width));
+        append(b, brows, capacity, cutoff === null ? null : cutoff - width);
         chart.lastX = start;
       }
     }
@@ -455,6 +454,7 @@
         num(shown(event.std, f, "spread")), num(event.z),
       ]), capacity, cutoff);
     }
+    recount();
   }
   function num(v) { return v === null || v === undefined ? NaN : v; }
 
@@ -474,11 +474,6 @@
         ageEl.textContent = age(event.ts_ms, Date.now());
         meta.appendChild(ageEl);
       }
-    }
-    var counter = document.getElementById("shown-count");
-    if (counter && chart && chart.live.live) {
-      var n = parseInt(counter.textContent.replace(/,/g, ""), 10) || 0;
-      counter.textContent = (n + 1).toLocaleString("en-US");
     }
     if (event.anomaly) { addAnomalyRow(event); }
     statsSoon();
@@ -506,7 +501,7 @@
     tr.appendChild(when);
     var body = table.tBodies[0];
     body.insertBefore(tr, body.firstChild);
-    while (body.rows.length > 200) { body.deleteRow(body.rows.length - 1); }
+    while (body.rows.length > 50) { body.deleteRow(body.rows.length - 1); }
     var count = document.getElementById("anomaly-count");
     if (count) {
       count.textContent = String((parseInt(count.textContent.replace(/,/g, ""), 10) || 0) + 1);
