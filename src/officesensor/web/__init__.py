@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from flask import Flask, Response, jsonify, make_response, render_template, request
+from flask import Flask, Response, g, jsonify, make_response, render_template, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -69,6 +70,7 @@ def create_app(settings: Settings, store: Store, ingest: IngestProbe | None = No
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(assets.bp)
+    app.before_request(_start_timer)
     app.after_request(_add_security_headers)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(StoreError, _store_error)
@@ -79,7 +81,14 @@ def create_app(settings: Settings, store: Store, ingest: IngestProbe | None = No
     return app
 
 
+def _start_timer() -> None:
+    g.started = time.perf_counter()
+
+
 def _add_security_headers(response: Response) -> Response:
+    started = g.get("started")
+    if started is not None:  # the app's own time, for browsers' dev tools and benchmarks
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     if request.blueprint != "bokeh" and request.endpoint != "static":

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from flask import Blueprint, abort, render_template, request, url_for
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from officesensor.models import AnomalyRecord, Reading, SeriesInfo, unit_of
 from officesensor.web.context import web_context
@@ -297,20 +297,24 @@ def number_html(value: float, unit: str, kind: str = "value") -> Markup:
     """A number from a device as the server shows it, plus what the page script needs to
     show it in the viewer's temperature unit. kind: "value" (a reading, mean, min...) or
     "spread" (a standard deviation: scaled, not shifted)."""
-    flag = Markup(" data-f") if unit == "°F" else Markup("")
-    html = Markup('<span class="v" data-v="{}" data-k="{}"{}>{}</span>').format(
-        repr(float(value)), kind, flag, format_value(value)
+    # Plain formatting, then Markup once: the value is a float (repr and format give digits,
+    # signs, dots, "e", "inf", "nan"), kind and unit are escaped. Markup.format or Markup
+    # concatenation would be 5x slower, and a page has a few hundred of these.
+    flag = " data-f" if unit == "°F" else ""
+    html = (
+        f'<span class="v" data-v="{float(value)!r}" data-k="{escape(kind)}"{flag}>'
+        f"{format_value(value)}</span>"
     )
     if unit:
-        html += Markup(' <span class="u"{}>{}</span>').format(flag, unit)
-    return html
+        html += f' <span class="u"{flag}>{escape(unit)}</span>'
+    return Markup(html)  # noqa: S704 (every interpolated part is escaped or a number)
 
 
 @bp.app_template_global("when")
 def time_html(iso: str, text: str) -> Markup:
     """A time: ISO 8601 for the page script (which shows it in the viewer's zone), ``text``
     (UTC) for everyone else."""
-    return Markup('<time datetime="{}">{}</time>').format(iso, text)
+    return Markup(f'<time datetime="{escape(iso)}">{escape(text)}</time>')  # noqa: S704 (escaped)
 
 
 @bp.app_template_filter("iso")
