@@ -12,11 +12,16 @@ import pytest
 
 from officesensor.models import AnomalyRecord
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+
+@pytest.fixture
+def now() -> datetime:
+    """This test's now: coverage is counted up to the real now, so series are placed
+    relative to the moment the test runs, not to when the module was imported."""
+    return datetime.now(UTC).replace(microsecond=0)
 
 
-def test_chart_buckets_summarise_the_readings_exactly(client, write_series):
-    readings = write_series("Temperature", count=300, start=NOW - timedelta(minutes=80))
+def test_chart_buckets_summarise_the_readings_exactly(now, client, write_series):
+    readings = write_series("Temperature", count=300, start=now - timedelta(minutes=80))
     body = client.get("/api/chart?metric=Temperature&range=24h&buckets=100").json
     assert body["bucket_s"] == 900  # 24 h / 100 -> the next nice width, 15 min
     points = body["points"]
@@ -31,8 +36,8 @@ def test_chart_buckets_summarise_the_readings_exactly(client, write_series):
     assert body["gap_s"] >= 1800
 
 
-def test_stats_are_exact_for_short_intervals_and_name_every_interval(client, write_series):
-    readings = write_series("Temperature", count=200, start=NOW - timedelta(minutes=50))
+def test_stats_are_exact_for_short_intervals_and_name_every_interval(now, client, write_series):
+    readings = write_series("Temperature", count=200, start=now - timedelta(minutes=50))
     body = client.get("/api/stats?metric=Temperature&range=24h").json
     assert [i["name"] for i in body["intervals"]] == ["1h", "24h", "7d", "30d", "1y", "selected"]
     assert body["cadence_s"] == 15.0
@@ -50,15 +55,15 @@ def test_stats_are_exact_for_short_intervals_and_name_every_interval(client, wri
     assert hour["coverage"] == pytest.approx(1.0, abs=0.03)  # 15 s cadence, nothing missing
 
 
-def test_coverage_counts_missing_readings(client, write_series):
-    write_series("Temperature", count=120, start=NOW - timedelta(minutes=59))
+def test_coverage_counts_missing_readings(now, client, write_series):
+    write_series("Temperature", count=120, start=now - timedelta(minutes=59))
     # 30 min of readings every 15 s, then silence: half of what was expected since the first
     body = client.get("/api/stats?metric=Temperature&range=1h").json
     assert body["intervals"][0]["coverage"] == pytest.approx(0.5, abs=0.02)
 
 
-def test_stats_of_a_custom_range(client, write_series):
-    readings = write_series("Temperature", count=100, start=NOW - timedelta(hours=3))
+def test_stats_of_a_custom_range(now, client, write_series):
+    readings = write_series("Temperature", count=100, start=now - timedelta(hours=3))
     start, end = readings[10].ts, readings[30].ts
     query = f"start={start.isoformat()}&end={end.isoformat()}".replace("+", "%2B")
     body = client.get(f"/api/stats?metric=Temperature&{query}").json
@@ -68,9 +73,9 @@ def test_stats_of_a_custom_range(client, write_series):
     assert selected["start"] == start.isoformat().replace("+00:00", "Z")
 
 
-def test_anomalies_newest_first_within_the_range(client, write_series, store):
+def test_anomalies_newest_first_within_the_range(now, client, write_series, store):
     readings = write_series(
-        "Temperature", count=200, spikes=(50, 150), start=NOW - timedelta(hours=1)
+        "Temperature", count=200, spikes=(50, 150), start=now - timedelta(hours=1)
     )
     body = client.get("/api/anomalies?metric=Temperature&range=1h").json
     times = [a["ts"] for a in body["anomalies"]]
@@ -82,8 +87,8 @@ def test_anomalies_newest_first_within_the_range(client, write_series, store):
     assert len(again) == len(body["anomalies"])
 
 
-def test_csv_export_matches_the_api_value_for_value(client, write_series):
-    write_series("Temperature", count=150, spikes=(70,), start=NOW - timedelta(minutes=40))
+def test_csv_export_matches_the_api_value_for_value(now, client, write_series):
+    write_series("Temperature", count=150, spikes=(70,), start=now - timedelta(minutes=40))
     api = client.get("/api/readings?metric=Temperature&range=1h&limit=10000").json["readings"]
     response = client.get("/api/export.csv?metric=Temperature&range=1h")
     assert response.status_code == 200
@@ -101,15 +106,15 @@ def test_csv_export_matches_the_api_value_for_value(client, write_series):
         assert (row["anomaly"] == "true") == item["anomaly"]
 
 
-def test_csv_export_streams_in_chunks_with_windows_across_them(store, settings, write_series):
+def test_csv_export_streams_in_chunks_with_windows_across_them(now, store, settings, write_series):
     from officesensor.web.history import csv_lines
 
-    readings = write_series("Temperature", count=95, start=NOW - timedelta(minutes=30))
+    readings = write_series("Temperature", count=95, start=now - timedelta(minutes=30))
     whole = "".join(
-        csv_lines(store, "default", "Temperature", readings[0].ts, NOW, settings.window, 2.0)
+        csv_lines(store, "default", "Temperature", readings[0].ts, now, settings.window, 2.0)
     )
     chunked = list(
-        csv_lines(store, "default", "Temperature", readings[0].ts, NOW, settings.window, 2.0, 7)
+        csv_lines(store, "default", "Temperature", readings[0].ts, now, settings.window, 2.0, 7)
     )
     assert len(chunked) == 1 + 14  # header, then 95 rows in chunks of 7
     assert "".join(chunked) == whole
@@ -144,7 +149,7 @@ def test_a_metric_without_readings_answers_empty(client):
     assert client.get("/api/export.csv?metric=Humidity").text.startswith("time,id,value")
 
 
-def test_approximate_quartiles_state_their_bound_and_keep_it(tmp_path, settings):
+def test_approximate_quartiles_state_their_bound_and_keep_it(now, tmp_path, settings):
     from officesensor.models import Reading
     from officesensor.store.sqlite import SqliteStore
     from officesensor.web import create_app
@@ -153,7 +158,7 @@ def test_approximate_quartiles_state_their_bound_and_keep_it(tmp_path, settings)
     try:
         rng = np.random.default_rng(3)
         values = np.round(70 + rng.normal(0, 2, 3000), 6)
-        start = NOW - timedelta(hours=12, seconds=7)
+        start = now - timedelta(hours=12, seconds=7)
         store.write_many(
             [
                 Reading("default", "Temperature", i, start + timedelta(seconds=13 * i), float(v))

@@ -12,8 +12,13 @@ import pytest
 from officesensor.web.ranges import RAW_LIMIT
 
 PAYLOAD = "x<script>alert(1)</script>"
-#: Two days ago, on the second: series that start here reach into the default 24 h range.
-START_2D = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+
+
+@pytest.fixture
+def start_2d() -> datetime:
+    """Two days before this test runs, on the second (not before the module was imported:
+    the suite may run for many minutes before it gets here)."""
+    return datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
 
 
 def text_of(html: str) -> str:
@@ -192,9 +197,9 @@ def test_short_ranges_chart_every_reading_with_full_windows(client, write_series
     assert live["capacity"] == RAW_LIMIT
 
 
-def test_gaps_in_the_data_are_drawn_as_gaps(client, write_series):
-    first = write_series("Temperature", count=20, start=START_2D + timedelta(hours=47.2))
-    second = write_series("Temperature", count=20, start=START_2D + timedelta(hours=47.5))
+def test_gaps_in_the_data_are_drawn_as_gaps(start_2d, client, write_series):
+    first = write_series("Temperature", count=20, start=start_2d + timedelta(hours=47.2))
+    second = write_series("Temperature", count=20, start=start_2d + timedelta(hours=47.5))
     data = json.loads(Page(client.get("/temperature?range=1h").text).json_blocks["chart-data"])
     values = data["readings"]["value"]
     assert len(values) == len(first) + len(second) + 1
@@ -203,8 +208,8 @@ def test_gaps_in_the_data_are_drawn_as_gaps(client, write_series):
     assert first[-1].ts_us / 1000 < x[len(first)] < second[0].ts_us / 1000
 
 
-def test_long_ranges_are_drawn_from_buckets(client, write_series):
-    write_series("Temperature", count=2000, start=START_2D - timedelta(days=5))
+def test_long_ranges_are_drawn_from_buckets(start_2d, client, write_series):
+    write_series("Temperature", count=2000, start=start_2d - timedelta(days=5))
     page = Page(client.get("/temperature?range=30d").text)
     assert '"name": "buckets"' in page.json_blocks["chart-item"]
     data = json.loads(page.json_blocks["chart-data"])["buckets"]
