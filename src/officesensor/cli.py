@@ -116,13 +116,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=None, help="random seed of the simulation")
 
     sensor = command(
-        "sensor", "Publish readings from a sensor source.", run_sensor_command, "mqtt", "store"
+        "sensor",
+        "Publish readings from a sensor source (or, with install-service, write a systemd "
+        "unit that runs it at boot).",
+        run_sensor_command,
+        "mqtt",
+        "store",
     )
-    sensor.add_argument("--source", choices=["simulated"], default="simulated")
+    sensor.add_argument(
+        "action",
+        nargs="?",
+        choices=["run", "install-service"],
+        default="run",
+        help="run (default) or install-service",
+    )
+    sensor.add_argument(
+        "--source",
+        choices=["simulated", "sensehat", "bme280"],
+        default=None,
+        help="where readings come from (default: sensor.source, simulated)",
+    )
     sensor.add_argument("--interval", type=float, default=15.0, help="seconds (default 15)")
     sensor.add_argument("--seed", type=int, default=None, help="random seed (simulated)")
     sensor.add_argument(
-        "--sensor", default=None, help="sensor name (default: none, as the original sensor)"
+        "--sensor", default=None, help="sensor name (default: sensor.name, the host name)"
     )
     sensor.add_argument("--count", type=int, default=None, help="stop after N samples")
     sensor.add_argument(
@@ -135,6 +152,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         default=None,
         help="write DURATION (e.g. 30d) of history straight into --store, then exit",
+    )
+    service = sensor.add_argument_group("install-service")
+    service.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="where to write the unit (default /etc/systemd/system/officesensor-sensor.service)",
+    )
+    service.add_argument(
+        "--print", action="store_true", help="print the unit to standard output, write nothing"
+    )
+    service.add_argument(
+        "--user", default=None, help="user the service runs as (default: the invoking user)"
+    )
+    service.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="the service's working directory, holding its outbox (default: .)",
     )
 
     broker = command("broker", "Run the embedded MQTT 3.1.1 broker.", run_broker)
@@ -200,9 +236,71 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_sensor_command(args: argparse.Namespace, settings: Settings) -> int:
-    from officesensor.demo import run_sensor_cli
+    from officesensor.demo import run_sensor_cli, sensor_settings
 
+    settings = sensor_settings(args, settings)
+    if args.action == "install-service":
+        return run_install_service(args, settings)
     return run_sensor_cli(args, settings)
+
+
+def run_install_service(args: argparse.Namespace, settings: Settings) -> int:
+    """Write (or print) the systemd unit and, when missing, its settings file. Runs nothing."""
+    import getpass
+    import os
+    import pwd
+
+    from officesensor.errors import ConfigError
+    from officesensor.sensor.service_unit import (
+        DEFAULT_UNIT_PATH,
+        UnitOptions,
+        enable_commands,
+        render_config,
+        render_unit,
+    )
+
+    data_dir = (args.data_dir or Path.cwd()).absolute()
+    config_file = (args.config or data_dir / "officesensor.toml").absolute()
+    user = args.user or os.environ.get("SUDO_USER") or getpass.getuser()
+    if user == "root":
+        user = "pi"  # the service never needs root: the i2c and gpio groups suffice
+    executable = Path(sys.executable).parent / "officesensor"
+    user_ids: tuple[int, int] | None = None
+    try:
+        entry = pwd.getpwnam(user)
+        home, user_ids = Path(entry.pw_dir), (entry.pw_uid, entry.pw_gid)
+    except KeyError:  # a user still to be created (useradd), or on another machine
+        home = Path("/home") / user
+    try:
+        unit = render_unit(UnitOptions(executable.absolute(), config_file, data_dir, user, home))
+    except ValueError as exc:
+        raise ConfigError("--user", str(exc)) from None
+    if args.print:
+        print(unit, end="")
+        if args.config is None:
+            print(f"# settings file to create: {config_file}", file=sys.stderr)
+        return 0
+    output = args.output or DEFAULT_UNIT_PATH
+    outbox = settings.sensor_outbox
+    outbox = outbox if outbox.is_absolute() else data_dir / outbox
+    try:
+        if args.config is None and not config_file.exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            config_file.touch(mode=0o600)  # it may hold the broker password
+            config_file.write_text(render_config(settings, outbox), encoding="utf-8")
+            if os.geteuid() == 0 and user_ids is not None:  # under sudo: the service's user
+                os.chown(config_file, *user_ids)  # must read it
+            _announce(f"wrote the settings {config_file} (review them)")
+        output.write_text(unit, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            "--output",
+            f"cannot write {exc.filename}: {exc.strerror} (run it with sudo, or use --print)",
+        ) from None
+    _announce(f"wrote the systemd unit {output}; to start it now and at every boot:")
+    for command in enable_commands(output):
+        print(f"    {command}", flush=True)
+    return 0
 
 
 def run_broker(args: argparse.Namespace, settings: Settings) -> int:

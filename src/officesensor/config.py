@@ -66,6 +66,13 @@ class Settings:
     sensor_outbox: Path
     sensor_outbox_max_messages: int
     sensor_outbox_max_age: timedelta
+    sensor_name: str
+    sensor_source: str
+    sensor_units: str
+    sensor_cpu_compensation: float
+    sensor_i2c_bus: int
+    sensor_i2c_address: int
+    sensor_clock_check: str
     log_level: str
 
     @property
@@ -224,6 +231,46 @@ def parse_metric_list(raw: Any) -> tuple[str, ...]:
     return names
 
 
+def parse_sensor_name(raw: Any) -> str:
+    from officesensor.payload import SENSOR_NAME
+
+    text = _text(raw)
+    if not SENSOR_NAME.fullmatch(text):
+        raise ValueError(
+            "must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+        )
+    return text
+
+
+def default_sensor_name(hostname: str) -> str:
+    """The host name's first label made into a valid sensor name ('sensor' if nothing is left)."""
+    label = re.sub(r"[^A-Za-z0-9_.-]", "-", hostname.split(".")[0]).lstrip("_.-")[:64]
+    return label or "sensor"
+
+
+def one_of(*choices: str, fold: bool = False) -> Callable[[Any], str]:
+    def parse(raw: Any) -> str:
+        text = _text(raw).upper() if fold else _text(raw)
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def parse_i2c_address(raw: Any) -> int:
+    """A 7-bit I2C address written in hex (0x76) or decimal (118)."""
+    if isinstance(raw, bool):
+        raise ValueError("must be an I2C address such as 0x76")
+    try:
+        value = raw if isinstance(raw, int) else int(_text(raw), 0)
+    except ValueError as exc:
+        raise ValueError("must be an I2C address such as 0x76") from exc
+    if not 0x03 <= value <= 0x77:
+        raise ValueError("must be a 7-bit I2C address from 0x03 to 0x77")
+    return value
+
+
 def parse_log_level(raw: Any) -> str:
     text = _text(raw).upper()
     if text not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -372,6 +419,44 @@ SPECS: tuple[Spec, ...] = (
         "7d",
         "Messages older than this are dropped from the outbox (and counted).",
     ),
+    Spec(
+        "sensor.name",
+        parse_sensor_name,
+        default_sensor_name(socket.gethostname()),
+        "This sensor's name, sent in each reading's Sensor field and its status topic.",
+    ),
+    Spec(
+        "sensor.source",
+        one_of("simulated", "sensehat", "bme280"),
+        "simulated",
+        "Where the sensor's readings come from: simulated, sensehat or bme280.",
+    ),
+    Spec(
+        "sensor.units",
+        one_of("F", "C", fold=True),
+        "F",
+        "Temperature unit of the sensor's own log lines (F or C); the wire is always °F.",
+    ),
+    Spec(
+        "sensor.cpu_compensation",
+        float_between(0.0, 100.0),
+        "0",
+        "Sense HAT CPU-heat factor: t - (t_cpu - t) / factor (0: off; calibrate it).",
+    ),
+    Spec("sensor.i2c_bus", int_between(0, 255), "1", "I2C bus of the BME280 (/dev/i2c-N)."),
+    Spec(
+        "sensor.i2c_address",
+        parse_i2c_address,
+        "0x76",
+        "I2C address of the BME280: 0x76 (SDO to ground) or 0x77.",
+    ),
+    Spec(
+        "sensor.clock_check",
+        one_of("auto", "floor", "off"),
+        "auto",
+        "Wait for a synchronised clock before stamping readings: auto (NTP, else floor), "
+        "floor or off.",
+    ),
     Spec("log_level", parse_log_level, "INFO", "DEBUG, INFO, WARNING or ERROR."),
 )
 SPEC_BY_FIELD = {spec.field: spec for spec in SPECS}
@@ -454,7 +539,7 @@ def _shown(value: Any) -> str:
 
 def describe() -> list[tuple[str, str, str, str]]:
     """(TOML key, variable, default, help) per setting: the source of docs/configuration.md."""
-    shown = {"mqtt.client_id": "officesensor-<hostname>"}
+    shown = {"mqtt.client_id": "officesensor-<hostname>", "sensor.name": "<hostname>"}
     return [(s.key, s.env, shown.get(s.key, str(s.default)), s.help) for s in SPECS]
 
 

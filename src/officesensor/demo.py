@@ -13,13 +13,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from officesensor.broker import EmbeddedBroker
-from officesensor.config import MqttUrl, Settings, parse_duration
+from officesensor.config import MqttUrl, Settings, parse_duration, parse_sensor_name
 from officesensor.errors import BrokerError, ConfigError
 from officesensor.ingest import Ingest
 from officesensor.models import DEFAULT_SENSOR
 from officesensor.sensor.backfill import backfill, history
+from officesensor.sensor.clock import ClockGate
 from officesensor.sensor.publisher import Publisher, exit_code, run_sensor
 from officesensor.sensor.simulated import Sample, SimulatedOffice
+from officesensor.sensor.sources import Sampler, open_source
 from officesensor.store import open_store
 
 log = logging.getLogger(__name__)
@@ -139,12 +141,28 @@ class Demo:
             store.close()
 
 
+def sensor_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    """The settings with the ``sensor`` command's --sensor and --source flags applied."""
+    changes: dict[str, str] = {}
+    if args.sensor is not None:
+        try:
+            changes["sensor_name"] = parse_sensor_name(args.sensor)
+        except ValueError as exc:
+            raise ConfigError("--sensor", f"{exc} (got {args.sensor!r})") from None
+    if args.source is not None:
+        changes["sensor_source"] = args.source
+    return settings.replace(**changes) if changes else settings
+
+
 def run_sensor_cli(args: argparse.Namespace, settings: Settings) -> int:
     if args.interval <= 0:
         raise ConfigError("--interval", "must be a positive number of seconds")
-    sensor_name = args.sensor or DEFAULT_SENSOR
-    office = SimulatedOffice(pick_seed(args.seed), tz=settings.tz)
+    sensor_name = settings.sensor_name
+    simulated = settings.sensor_source == "simulated"
+    office = SimulatedOffice(pick_seed(args.seed) if simulated else 0, tz=settings.tz)
     if args.backfill:
+        if not simulated:
+            raise ConfigError("--backfill", "simulates history: only with --source simulated")
         span = _duration(args.backfill, "--backfill")
         store = open_store(settings.store)
         try:
@@ -161,8 +179,22 @@ def run_sensor_cli(args: argparse.Namespace, settings: Settings) -> int:
 
     stop = threading.Event()
     install_stop_signals(stop)
-    publisher = Publisher(settings, settings.mqtt_client_id + "-sensor")
-    samples = office.samples(datetime.now(UTC), args.interval)
+    source = open_source(
+        settings, simulation=office, start=datetime.now(UTC), interval_s=args.interval
+    )
+    try:
+        publisher = Publisher(settings, settings.mqtt_client_id + "-sensor", status_of=sensor_name)
+    except BaseException:
+        source.close()
+        raise
+    log.info("sensor %s: reading %s every %g s", sensor_name, source.name, args.interval)
+    sampler = Sampler(
+        source,
+        interval_s=args.interval,
+        gate=ClockGate(settings.sensor_clock_check),
+        units=settings.sensor_units,
+    )
+    samples = sampler.samples(stop)
     if args.count is not None:
         samples = itertools.islice(samples, args.count)
     try:
@@ -175,9 +207,14 @@ def run_sensor_cli(args: argparse.Namespace, settings: Settings) -> int:
             stop=stop,
         )
     finally:
-        publisher.flush(10.0)
-        stats = publisher.close(flush_timeout_s=0)
+        try:
+            publisher.flush(10.0)
+            stats = publisher.close(flush_timeout_s=0)
+        finally:
+            source.close()
     log.info("published %d samples", published)  # close() logs the delivery summary
+    if sampler.skipped.total():
+        log.warning("sensor: skipped readings: %s", sampler.skipped.summary())
     # 0: all delivered; 75: nothing lost, some still in the outbox for the next run; 1: lost.
     return exit_code(stats)
 

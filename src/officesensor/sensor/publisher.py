@@ -1,6 +1,12 @@
 """Publishes a sensor's readings over MQTT (QoS 1) in our format or the original sensor's,
 through an on-disk outbox, so no reading is lost while the broker is unreachable.
 
+Status (last will): a publisher given a sensor name keeps ``office/status/<sensor>`` up to date,
+retained and QoS 1: ``{"Sensor": "<sensor>", "Online": true}`` on every connect,
+``{"Sensor": "<sensor>", "Online": false}`` before an orderly disconnect, and the same as its
+MQTT will, which the broker publishes as soon as it notices the connection dropped (a crash, a
+power cut, a network failure: at the latest 1.5 keepalives, 45 s, after the last packet).
+
 Our format: the original topics and field names, ``ID`` = epoch milliseconds (a restart never
 reuses an ID) and an ISO 8601 timestamp with its offset. The original format (for tests and
 migration drills): ``ID`` is a counter from 0 and ``Timestamp`` is ``str(datetime.now())``,
@@ -59,6 +65,11 @@ log = logging.getLogger(__name__)
 #: Most messages published and not yet acknowledged (also capped by paho's max_inflight).
 WINDOW = 20
 
+#: Retained status messages (see the module docstring): ``office/status/<sensor>``.
+STATUS_PREFIX = "office/status/"
+#: How long ``close`` waits for the broker to acknowledge the "offline" status.
+STATUS_TIMEOUT_S = 2.0
+
 #: Exit codes of ``officesensor sensor`` (see ``exit_code``).
 EXIT_DELIVERED = 0
 EXIT_LOST = 1
@@ -84,6 +95,14 @@ def our_messages(sample: Sample, sensor: str, tz: tzinfo) -> list[tuple[str, byt
     return [encode_reading(reading, tz) for reading in readings_of(sample, sensor=sensor)]
 
 
+def status_topic(sensor: str) -> str:
+    return STATUS_PREFIX + sensor
+
+
+def status_payload(sensor: str, *, online: bool) -> bytes:
+    return json.dumps({"Sensor": sensor, "Online": online}, separators=(",", ":")).encode()
+
+
 def exit_code(stats: PublisherStats) -> int:
     """0: everything delivered; 1: something was lost in this run (dropped, refused or not
     written); 75: nothing lost, but messages wait in the outbox for the next run."""
@@ -93,9 +112,19 @@ def exit_code(stats: PublisherStats) -> int:
 
 
 class Publisher:
-    """A sensor's MQTT connection with an on-disk outbox. Thread-safe ``publish``."""
+    """A sensor's MQTT connection with an on-disk outbox. Thread-safe ``publish``.
 
-    def __init__(self, settings: Settings, client_id: str, *, window: int = WINDOW) -> None:
+    With ``status_of`` (a sensor name) it also keeps that sensor's retained status and sets
+    its last will (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client_id: str,
+        *,
+        window: int = WINDOW,
+        status_of: str | None = None,
+    ) -> None:
         s = settings
         outbox = Outbox(
             s.sensor_outbox,
@@ -115,6 +144,7 @@ class Publisher:
             outbox.close()
             raise
         self._url = s.mqtt_url
+        self._status_of = status_of
         self._closing = self._closed = False
         self._events: queue.Queue[Event] = queue.Queue()  # writers wait, so it stays small
         self._link = Link()
@@ -132,6 +162,10 @@ class Publisher:
             window=max(1, min(window, self._client.max_inflight_messages)),
         )
         self._thread = threading.Thread(target=sender.run, name="sensor-outbox", daemon=True)
+        if status_of is not None:
+            self._client.will_set(
+                status_topic(status_of), status_payload(status_of, online=False), 1, True
+            )
         self._thread.start()
         mqtt.connect(self._client, s.mqtt_url)
         self._client.loop_start()
@@ -152,6 +186,9 @@ class Publisher:
             self._link.epoch += 1
             epoch = self._link.epoch
         log.info("sensor: connected to %s", self._url)
+        if self._status_of is not None:
+            sensor = self._status_of
+            client.publish(status_topic(sensor), status_payload(sensor, online=True), 1, True)
         self._events.put(LinkUp(epoch))
 
     def _on_connect_fail(self, _c: Any, _u: Any) -> None:
@@ -214,6 +251,7 @@ class Publisher:
             return self.stats()
         self.flush(flush_timeout_s)
         self._closed = self._closing = True
+        self._say_offline()
         self._client.disconnect()
         mqtt.stop_network_loop(self._client)  # no paho callback runs after this
         self._events.put(Stop())
@@ -230,6 +268,20 @@ class Publisher:
             stats.failed,
         )
         return stats
+
+    def _say_offline(self) -> None:
+        """An orderly disconnect discards the will, so say "offline" first (when connected:
+        after a lost connection the broker has published the will already)."""
+        if self._status_of is None or not self._link.up:
+            return
+        sensor = self._status_of
+        info = self._client.publish(
+            status_topic(sensor), status_payload(sensor, online=False), 1, True
+        )
+        try:
+            info.wait_for_publish(STATUS_TIMEOUT_S)
+        except (RuntimeError, ValueError) as exc:  # connection gone meanwhile: the will covers it
+            log.debug("sensor: offline status not sent: %s", exc)
 
 
 def run_sensor(
