@@ -36,8 +36,16 @@ from officesensor.models import (
     Reading,
     Rejection,
     RejectReason,
+    SensorStatus,
 )
-from officesensor.payload import PayloadRules, parse_message, printable
+from officesensor.payload import (
+    PayloadRules,
+    is_status_topic,
+    parse_message,
+    parse_status,
+    printable,
+    status_filter,
+)
 from officesensor.store import Store
 
 log = logging.getLogger(__name__)
@@ -72,6 +80,9 @@ class Ingest:
         self._store = store
         self._clock = clock
         self._listeners: list[Callable[[list[Analysed]], None]] = []
+        self._status_listeners: list[Callable[[SensorStatus], None]] = []
+        self._status_filter = status_filter(settings.topic)
+        self._statuses: dict[str, SensorStatus] = {}
         if on_analysed is not None:
             self._listeners.append(on_analysed)
         self._rules = PayloadRules(max_payload_bytes=settings.ingest_max_payload_bytes)
@@ -185,8 +196,9 @@ class Ingest:
             self._subscribed = False
             self._counts["connects"] += 1
         log.info("ingest: connected (session present: %s)", flags.session_present)
-        # Subscribing again is harmless when the session survived, and required when it did not.
-        client.subscribe(self._settings.topic, qos=1)
+        # Subscribing again is harmless when the session survived, and required when it did not
+        # (and it brings the sensors' retained status messages again).
+        client.subscribe([(self._settings.topic, 1), (self._status_filter, 1)])
 
     def _on_subscribe(
         self, _client: paho.Client, _userdata: Any, _mid: int, reasons: Any, _properties: Any
@@ -198,7 +210,7 @@ class Ingest:
             return
         with self._lock:
             self._subscribed = True
-        log.info("ingest: subscribed to %s", self._settings.topic)
+        log.info("ingest: subscribed to %s and %s", self._settings.topic, self._status_filter)
 
     def _on_disconnect(
         self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _properties: Any
@@ -299,7 +311,15 @@ class Ingest:
         assert self._gate is not None, "start() builds the gate"
         now = self._clock()
         readings: list[Reading] = []
+        statuses: list[SensorStatus] = []
         for item in batch:
+            if is_status_topic(item.topic):
+                status = parse_status(item.topic, item.payload, now)
+                if isinstance(status, Rejection):
+                    self._count_rejection(status, item, now)
+                else:
+                    statuses.append(status)
+                continue
             if item.size > self._rules.max_payload_bytes:
                 limit = self._rules.max_payload_bytes
                 detail = f"{item.size} bytes > {limit}"
@@ -319,6 +339,7 @@ class Ingest:
                 readings.extend(parsed)
         if not self._commit(readings):
             return  # stopping while the store is down: leave the batch to redelivery
+        self._record_statuses(statuses)
         self._acknowledge(batch)
         with self._lock:
             self._counts["handled"] += len(batch)
@@ -352,6 +373,34 @@ class Ingest:
         except Exception:
             log.exception("ingest: live analytics failed for a committed batch (ignored)")
         return True
+
+    def sensor_statuses(self) -> dict[str, SensorStatus]:
+        """Each sensor's latest status message (online, or offline by its last will)."""
+        with self._lock:
+            return dict(self._statuses)
+
+    def add_status_listener(self, listener: Callable[[SensorStatus], None]) -> None:
+        """Call ``listener`` (on the writer thread; it must not block) with each status
+        message, in arrival order. Before ``start`` only."""
+        self._status_listeners.append(listener)
+
+    def _record_statuses(self, statuses: list[SensorStatus]) -> None:
+        for status in statuses:
+            with self._lock:
+                previous = self._statuses.get(status.sensor)
+                self._statuses[status.sensor] = status
+                self._counts["statuses"] += 1
+            if previous is None or previous.online != status.online:
+                log.info(
+                    "ingest: sensor %s is %s",
+                    status.sensor,
+                    "online" if status.online else "offline",
+                )
+            for listener in self._status_listeners:
+                try:
+                    listener(status)
+                except Exception:
+                    log.exception("ingest: a status listener failed (ignored)")
 
     def add_listener(self, listener: Callable[[list[Analysed]], None]) -> None:
         """Call ``listener`` (on the writer thread; it must not block) with each committed

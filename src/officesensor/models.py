@@ -81,6 +81,17 @@ class RejectReason(StrEnum):
     NO_METRICS = "no_metrics"
     METRIC_NOT_ALLOWED = "metric_not_allowed"
     TOO_MANY_SERIES = "too_many_series"
+    BAD_STATUS = "bad_status"
+
+
+@dataclass(frozen=True, slots=True)
+class SensorStatus:
+    """A sensor's own word on whether it is connected (``<prefix>/status/<sensor>``, retained,
+    and its MQTT last will), and when ingest heard it."""
+
+    sensor: str
+    online: bool
+    since: datetime
 
 
 @dataclass(frozen=True, slots=True)

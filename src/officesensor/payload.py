@@ -29,6 +29,7 @@ from officesensor.models import (
     Reading,
     Rejection,
     RejectReason,
+    SensorStatus,
 )
 
 METRIC_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
@@ -106,6 +107,45 @@ def _parse(
             _reject(RejectReason.NO_METRICS, "no Temperature, Humidity or Pressure field")
         metrics = present
     return [Reading(sensor, m, reading_id, ts, _value_of(document, m)) for m in metrics]
+
+
+def is_status_topic(topic: bytes) -> bool:
+    """``<prefix>/status/<sensor>``: a sensor's status (see ``parse_status``)."""
+    levels = topic.split(b"/")
+    return len(levels) == 3 and levels[1] == b"status"
+
+
+def status_filter(metrics_filter: str) -> str:
+    """The status topics beside a metrics filter: ``office/metrics/+`` -> ``office/status/+``."""
+    return metrics_filter.split("/", 1)[0] + "/status/+"
+
+
+def parse_status(
+    topic: bytes, payload: bytes | bytearray, now: datetime
+) -> SensorStatus | Rejection:
+    """A status message: topic ``<prefix>/status/<sensor>``, payload
+    ``{"Sensor": "<sensor>", "Online": true|false}`` (``Sensor`` optional; if present it must
+    name the topic's sensor)."""
+    try:
+        try:
+            sensor = topic.split(b"/")[2].decode("utf-8")
+        except (IndexError, UnicodeDecodeError):
+            _reject(RejectReason.BAD_TOPIC, "expected <prefix>/status/<sensor>")
+        if not SENSOR_NAME.fullmatch(sensor):
+            _reject(RejectReason.BAD_SENSOR_NAME, f"sensor {printable(sensor)} is not a name")
+        if len(payload) > 1024:
+            _reject(RejectReason.TOO_LARGE, f"status of {len(payload)} bytes > 1024")
+        document = _decode_json(payload)
+        if not isinstance(document, dict):
+            _reject(RejectReason.NOT_OBJECT, f"payload is a JSON {type(document).__name__}")
+        online = document.get("Online")
+        if not isinstance(online, bool):
+            _reject(RejectReason.BAD_STATUS, "Online must be true or false")
+        if "Sensor" in document and document["Sensor"] != sensor:
+            _reject(RejectReason.BAD_SENSOR_NAME, f"topic names {sensor}, payload another")
+        return SensorStatus(sensor, online, now)
+    except _Rejected as exc:
+        return Rejection(exc.reason, exc.detail, printable(topic))
 
 
 def _parse_topic(topic: str | bytes) -> tuple[list[str] | None, str | None]:

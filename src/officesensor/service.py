@@ -117,6 +117,7 @@ def make_web_server(settings: Settings, store: Store, ingest: Ingest | None) -> 
     hub = EventHub(settings.z)
     if ingest is not None:
         ingest.add_listener(hub.publish)
+        ingest.add_status_listener(hub.publish_status)
     return WebServer(StreamApp(create_app(settings, store, ingest), hub), settings)
 
 

@@ -787,9 +787,14 @@ def test_rejects(topic: str | bytes, payload: bytes, reason: RejectReason) -> No
 def test_rejection_kinds_are_many_and_cover_every_reason() -> None:
     reasons = {param.values[2] for param in REJECTED}
     assert len(REJECTED) >= 25
-    # The two others are ingest's admission decisions, tested in test_admission.py.
-    admission = {RejectReason.METRIC_NOT_ALLOWED, RejectReason.TOO_MANY_SERIES}
-    assert reasons == set(RejectReason) - admission
+    # The two others are ingest's admission decisions, tested in test_admission.py, and
+    # bad_status belongs to status messages (test_bad_status_messages_are_rejected...).
+    others = {
+        RejectReason.METRIC_NOT_ALLOWED,
+        RejectReason.TOO_MANY_SERIES,
+        RejectReason.BAD_STATUS,
+    }
+    assert reasons == set(RejectReason) - others
 
 
 def test_deep_nesting_with_a_larger_size_cap_is_too_deep_not_a_crash() -> None:
@@ -938,3 +943,77 @@ def test_arbitrary_bytes_never_raise(topic: str | bytes, payload: bytes) -> None
     assert isinstance(result, list | Rejection)
     if isinstance(result, Rejection):
         assert not _has_control_characters(result.topic)
+
+
+# ----------------------------------------------------------------------------- status topics
+
+STATUS_NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("topic", "expected"),
+    [
+        (b"office/status/lab", True),
+        (b"building-2/status/lab", True),
+        (b"office/metrics/Temperature", False),
+        (b"office/status/lab/extra", False),
+        (b"office/status", False),
+    ],
+)
+def test_status_topics_are_recognised(topic, expected):
+    from officesensor.payload import is_status_topic
+
+    assert is_status_topic(topic) is expected
+
+
+def test_status_filter_sits_beside_the_metrics_filter():
+    from officesensor.payload import status_filter
+
+    assert status_filter("office/metrics/+") == "office/status/+"
+    assert status_filter("building-2/metrics/#") == "building-2/status/+"
+
+
+@pytest.mark.parametrize(
+    ("payload", "online"),
+    [
+        (b'{"Sensor": "lab", "Online": false}', False),
+        (b'{"Online": true}', True),
+        (b'{"Sensor": "lab", "Online": true, "Since": "whatever"}', True),
+    ],
+)
+def test_status_messages_parse(payload, online):
+    from officesensor.models import SensorStatus
+    from officesensor.payload import parse_status
+
+    assert parse_status(b"office/status/lab", payload, STATUS_NOW) == SensorStatus(
+        "lab", online, STATUS_NOW
+    )
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        (b"office/status/lab", b'{"Online": "yes"}', RejectReason.BAD_STATUS),
+        (b"office/status/lab", b'{"Sensor": "lab"}', RejectReason.BAD_STATUS),
+        (
+            b"office/status/lab",
+            b'{"Sensor": "attic", "Online": true}',
+            RejectReason.BAD_SENSOR_NAME,
+        ),
+        (b"office/status/<script>", b'{"Online": true}', RejectReason.BAD_SENSOR_NAME),
+        (b"office/status/\xff", b'{"Online": true}', RejectReason.BAD_TOPIC),
+        (b"office/status/lab", b"[true]", RejectReason.NOT_OBJECT),
+        (b"office/status/lab", b"online", RejectReason.NOT_JSON),
+        (
+            b"office/status/lab",
+            b'{"Online": true, "x": "' + b"a" * 2000 + b'"}',
+            RejectReason.TOO_LARGE,
+        ),
+    ],
+)
+def test_bad_status_messages_are_rejected_with_a_reason(topic, payload, reason):
+    from officesensor.payload import parse_status
+
+    rejection = parse_status(topic, payload, STATUS_NOW)
+    assert isinstance(rejection, Rejection)
+    assert rejection.reason == reason

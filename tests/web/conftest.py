@@ -13,7 +13,13 @@ from flask.testing import FlaskClient
 
 from officesensor.config import Settings, load_settings
 from officesensor.live import LiveAnalytics, write_and_flag
-from officesensor.models import IngestSnapshot, QuarantinedMessage, Reading, RejectReason
+from officesensor.models import (
+    IngestSnapshot,
+    QuarantinedMessage,
+    Reading,
+    RejectReason,
+    SensorStatus,
+)
 from officesensor.store.sqlite import SqliteStore
 from officesensor.web import create_app
 
@@ -30,12 +36,16 @@ class FakeIngest:
 
     state: IngestSnapshot
     rejected: list[QuarantinedMessage] = field(default_factory=list)
+    statuses: dict[str, SensorStatus] = field(default_factory=dict)
 
     def snapshot(self) -> IngestSnapshot:
         return self.state
 
     def quarantine(self, limit: int) -> list[QuarantinedMessage]:
         return self.rejected[:limit]
+
+    def sensor_statuses(self) -> dict[str, SensorStatus]:
+        return dict(self.statuses)
 
 
 def healthy_snapshot(**changes: object) -> IngestSnapshot:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 
 import pytest
 
@@ -37,6 +38,7 @@ def test_series_lists_every_series_with_its_latest_reading(client, write_series)
                 "ts": temperature[-1].ts.isoformat().replace("+00:00", "Z"),
                 "value": 71.5,
             },
+            "online": None,  # no ingest in this process: nobody heard the sensor's status
         },
         {
             "sensor": "lab",
@@ -44,9 +46,39 @@ def test_series_lists_every_series_with_its_latest_reading(client, write_series)
             "unit": "",
             "count": 1,
             "latest": body[1]["latest"],
+            "online": None,
         },
     ]
     assert parse_ts(body[1]["latest"]["ts"]).utcoffset().total_seconds() == 0
+
+
+def test_series_carry_the_sensors_own_status(settings, store, write_series):
+    from officesensor.models import SensorStatus
+    from officesensor.web import create_app
+    from tests.web.conftest import FakeIngest, healthy_snapshot
+
+    write_series("Temperature", [70.0], sensor="lab")
+    write_series("Temperature", [70.0], sensor="attic")
+    write_series("Temperature", [70.0], sensor="original")
+    now = datetime.now(UTC)
+    ingest = FakeIngest(
+        healthy_snapshot(),
+        statuses={
+            "lab": SensorStatus("lab", True, now),
+            "attic": SensorStatus("attic", False, now),
+        },
+    )
+    client = create_app(settings, store, ingest).test_client()
+    online = {s["sensor"]: s["online"] for s in client.get("/api/series").json}
+    assert online == {"attic": False, "lab": True, "original": None}
+    overview = client.get("/").text
+    classes = dict(
+        (sensor, cls.split())
+        for cls, sensor in re.findall(r'<article class="([^"]*)" data-sensor="([^"]+)"', overview)
+    )
+    assert "offline" in classes["attic"]
+    assert "offline" not in classes["lab"]
+    assert "offline" not in classes["original"]  # unknown is not offline
 
 
 def test_readings_are_the_latest_n_oldest_first_with_trailing_stats(client, write_series):

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from officesensor.models import Reading, unit_of
-from officesensor.web.context import web_context
+from officesensor.web.context import sensor_online, web_context
 from officesensor.web.history import (
     CSV_HEADER,
     bucket_chart,
@@ -72,6 +72,7 @@ def series() -> list[dict[str, Any]]:
             "unit": unit_of(info.metric),
             "count": info.count,
             "latest": reading_json(info.latest) if info.latest else None,
+            "online": sensor_online(info.sensor),
         }
         for info in web_context().store.series()
     ]

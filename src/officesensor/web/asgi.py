@@ -154,6 +154,9 @@ class StreamApp:
     ) -> int:
         chunks = []
         for event in events:
+            if event.metric is None:  # a status event: not part of the replayable sequence
+                chunks.append(f"event: {event.kind}\ndata: {event.data}\n\n")
+                continue
             key = (event.sensor, event.metric)
             if event.id <= sent.get(key, -1):
                 continue  # replayed already

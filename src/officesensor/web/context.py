@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from flask import current_app
 
 from officesensor.config import Settings
-from officesensor.models import IngestSnapshot, QuarantinedMessage
+from officesensor.models import IngestSnapshot, QuarantinedMessage, SensorStatus
 from officesensor.store import Store
 
 EXTENSION_KEY = "officesensor"
@@ -27,6 +27,9 @@ class IngestProbe(Protocol):
     def quarantine(self, limit: int) -> list[QuarantinedMessage]:
         """The newest rejected messages, newest first."""
 
+    def sensor_statuses(self) -> dict[str, SensorStatus]:
+        """Each sensor's latest status message (online, or offline by its last will)."""
+
 
 @dataclass(frozen=True, slots=True)
 class WebContext:
@@ -36,6 +39,16 @@ class WebContext:
     #: The metric pages' Bokeh figure per unit (units are a closed set: ``models.unit_of``),
     #: built on first use; read-only once stored.
     chart_items: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def sensor_online(sensor: str) -> bool | None:
+    """Whether ``sensor`` says it is connected: None when ingest is not in this process or
+    the sensor never sent a status (the original sensor doesn't)."""
+    ingest = web_context().ingest
+    if ingest is None:
+        return None
+    status = ingest.sensor_statuses().get(sensor)
+    return None if status is None else status.online
 
 
 def web_context() -> WebContext:

@@ -10,6 +10,7 @@ catches up from the store (``Last-Event-ID``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from officesensor.live import Analysed
-from officesensor.models import Reading, unit_of
+from officesensor.models import Reading, SensorStatus, unit_of
 from officesensor.web.series import finite_or_none, iso_utc
 
 log = logging.getLogger(__name__)
@@ -29,9 +30,16 @@ QUEUE_SIZE = 2_000
 @dataclass(frozen=True, slots=True)
 class LiveEvent:
     sensor: str
-    metric: str
-    id: int  # the reading's time in epoch microseconds: streams resume after it
+    metric: str | None  # None: about the whole sensor (a status event)
+    id: int  # reading events: the reading's time in epoch µs (streams resume after it)
     data: str  # JSON
+    kind: str = "reading"  # the SSE event name: "reading" or "status"
+
+
+def status_event(status: SensorStatus) -> LiveEvent:
+    """A sensor went online or offline (its status message or its last will)."""
+    payload = {"sensor": status.sensor, "online": status.online, "since": iso_utc(status.since)}
+    return LiveEvent(status.sensor, None, 0, json.dumps(payload), kind="status")
 
 
 def reading_event(
@@ -84,7 +92,7 @@ class Subscription:
 
     def wants(self, event: LiveEvent) -> bool:
         return (self.sensor is None or self.sensor == event.sensor) and (
-            self.metric is None or self.metric == event.metric
+            self.metric is None or event.metric is None or self.metric == event.metric
         )
 
 
@@ -113,6 +121,15 @@ class EventHub:
             pass
         except Exception:
             log.exception("live events: could not publish a batch (ignored)")
+
+    def publish_status(self, status: SensorStatus) -> None:
+        """Called by ingest for each status message. Never raises, never blocks."""
+        with self._lock:
+            loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed since the check
+            loop.call_soon_threadsafe(self._dispatch, [status_event(status)])
 
     @property
     def subscriber_count(self) -> int:

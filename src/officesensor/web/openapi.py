@@ -122,6 +122,12 @@ def _schemas() -> dict[str, Any]:
                 },
                 "count": _COUNT,
                 "latest": {"oneOf": [_ref("Reading"), {"type": "null"}]},
+                "online": {
+                    "type": ["boolean", "null"],
+                    "description": "The sensor's own status (office/status/<sensor>, its "
+                    "last will when it drops); null when unknown (the original sensor "
+                    "sends none, or ingest runs in another process).",
+                },
             }
         ),
         "AnalysedReading": _object(

@@ -14,7 +14,7 @@ from flask import Blueprint, abort, render_template, request, url_for
 from markupsafe import Markup, escape
 
 from officesensor.models import AnomalyRecord, Reading, SeriesInfo, unit_of
-from officesensor.web.context import web_context
+from officesensor.web.context import sensor_online, web_context
 from officesensor.web.history import bucket_chart, cadence_s
 from officesensor.web.plots import anomaly_data, bucket_data, chart_data, chart_item
 from officesensor.web.ranges import (
@@ -126,6 +126,7 @@ class Card:
     anomalies_today: int
     spark: Sparkline | None
     spark_points: list[list[float]]  # [epoch ms, mean] pairs, for live updates
+    online: bool | None  # the sensor's own status; None: it sends none
 
 
 def _card(info: SeriesInfo, slug: str, now: datetime, today: datetime) -> Card:
@@ -155,6 +156,7 @@ def _card(info: SeriesInfo, slug: str, now: datetime, today: datetime) -> Card:
         anomalies_today=store.anomaly_count(sensor, metric, today, end),
         spark=sparkline(points),
         spark_points=points,
+        online=sensor_online(sensor),
     )
 
 

@@ -700,6 +700,13 @@
     svg.querySelector(".spark-area").setAttribute("points", "0,48 " + line + " 240,48");
   }
 
+  // A sensor said it went offline (its last will) or came back: mark its cards at once.
+  function sensorStatus(sensor, online) {
+    document.querySelectorAll(".metric-card[data-sensor]").forEach(function (card) {
+      if (card.getAttribute("data-sensor") === sensor) { card.classList.toggle("offline", !online); }
+    });
+  }
+
   // ------------------------------------------------------------------ the live stream
 
   function streamUrl() {
@@ -755,6 +762,11 @@
         chartReading(event);
         metricReading(event);
       }
+    });
+    source.addEventListener("status", function (message) {
+      var status;
+      try { status = JSON.parse(message.data); } catch (e) { return; }
+      sensorStatus(status.sensor, status.online === true);
     });
     source.addEventListener("error", function () {
       if (source.readyState === EventSource.CLOSED) {
