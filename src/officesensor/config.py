@@ -58,6 +58,7 @@ class Settings:
     http: HttpAddress
     window: int
     z: float
+    anomaly_method: str
     sensor_timezone: str
     ingest_batch_size: int
     ingest_max_payload_bytes: int
@@ -371,6 +372,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("http", parse_http, "127.0.0.1:8000", "Address the web dashboard listens on."),
     Spec("window", int_between(2, 10_000), "10", "Readings in the rolling window (W)."),
     Spec("z", float_between(0.1, 100.0), "2.0", "Anomaly when |z| is at least this (Z)."),
+    Spec(
+        "anomaly.method",
+        one_of("zscore", "zscore-previous", "mad"),
+        "zscore",
+        "How z is computed (docs/anomalies.md): zscore (window includes the reading), "
+        "zscore-previous or mad (robust; both against the W readings before it).",
+    ),
     Spec(
         "sensor.timezone",
         parse_timezone,

@@ -134,7 +134,7 @@ class Demo:
             samples, past = history(office, self.span, self.interval_s, now)
             backfill(
                 store, samples, past, sensor=DEFAULT_SENSOR,
-                window=settings.window, z_threshold=settings.z,
+                window=settings.window, z_threshold=settings.z, method=settings.anomaly_method,
             )  # fmt: skip
             return samples
         finally:
@@ -169,7 +169,7 @@ def run_sensor_cli(args: argparse.Namespace, settings: Settings) -> int:
             samples, past = history(office, span, args.interval, datetime.now(UTC))
             stored, rejected = backfill(
                 store, samples, past, sensor=sensor_name,
-                window=settings.window, z_threshold=settings.z,
+                window=settings.window, z_threshold=settings.z, method=settings.anomaly_method,
             )  # fmt: skip
         finally:
             store.close()

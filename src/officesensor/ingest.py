@@ -87,7 +87,7 @@ class Ingest:
             self._listeners.append(on_analysed)
         self._rules = PayloadRules(max_payload_bytes=settings.ingest_max_payload_bytes)
         self._tz = settings.tz
-        self._live = LiveAnalytics(store, settings.window, settings.z)
+        self._live = LiveAnalytics(store, settings.window, settings.z, settings.anomaly_method)
         self._queue: queue.SimpleQueue[_Received] = queue.SimpleQueue()  # bounded in on_message
         self._received = 0  # written by the network thread only
         self._lock = threading.Lock()

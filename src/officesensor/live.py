@@ -1,6 +1,7 @@
 """Per-series rolling statistics kept up to date as readings arrive: O(1) work per reading.
 
-A series is primed once from the store (its last W-1 readings), then only updated. Readings
+A series is primed once from the store (the readings its first window needs: W-1, or W for
+the methods that judge a reading against the W before it), then only updated. Readings
 older than the newest one already seen (late arrivals) are stored but not fed to the live
 window, which would otherwise see time run backwards; pages recompute from the store anyway.
 """
@@ -12,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from officesensor.analytics import RollingStats, WindowStats
+from officesensor.analytics import DEFAULT_METHOD, Incremental, WindowStats, detector
 from officesensor.errors import StoreError
 from officesensor.models import AnomalyRecord, Reading, WriteResult
 from officesensor.store import Store
@@ -27,11 +28,14 @@ class Analysed:
 
 
 class LiveAnalytics:
-    def __init__(self, store: Store, window: int, z_threshold: float) -> None:
+    def __init__(
+        self, store: Store, window: int, z_threshold: float, method: str = DEFAULT_METHOD
+    ) -> None:
         self._store = store
         self._window = window
         self._z = z_threshold
-        self._stats: dict[tuple[str, str], RollingStats] = {}
+        self._detector = detector(method)
+        self._stats: dict[tuple[str, str], Incremental] = {}
         self._newest: dict[tuple[str, str], datetime] = {}
 
     def update(self, readings: Iterable[Reading]) -> list[Analysed]:
@@ -49,11 +53,11 @@ class LiveAnalytics:
             results.append(Analysed(reading, stats.update(reading.value)))
         return results
 
-    def _primed(self, first: Reading) -> RollingStats:
-        stats = RollingStats(self._window, self._z)
+    def _primed(self, first: Reading) -> Incremental:
+        stats = self._detector.incremental(self._window, self._z)
         try:
             history = self._store.latest(
-                first.sensor, first.metric, self._window - 1, before=first.ts
+                first.sensor, first.metric, self._detector.history(self._window), before=first.ts
             )
         except StoreError as exc:  # statistics only: start with an empty window instead
             log.warning(
@@ -79,7 +83,7 @@ def flagged(analysed: Iterable[Analysed]) -> list[AnomalyRecord]:
 def write_and_flag(
     store: Store, readings: Sequence[Reading], analytics: LiveAnalytics
 ) -> WriteResult:
-    """Store a batch (in reading-time order) and record the anomalies the live z-score flags
+    """Store a batch (in reading-time order) and record the anomalies the live detector flags
     among the newly stored readings, as ingest does. For backfills and imports."""
     result = store.write_many(readings)
     found = flagged(analytics.update(result.new))

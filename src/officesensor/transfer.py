@@ -84,7 +84,7 @@ def import_csv(settings: Settings, source: TextIO) -> WriteResult:
     """Store the file's readings, and record the anomalies the live z-score flags among the
     new ones (as ingest would have, for readings in time order)."""
     store = open_store(settings.store)
-    analytics = LiveAnalytics(store, settings.window, settings.z)
+    analytics = LiveAnalytics(store, settings.window, settings.z, settings.anomaly_method)
     total = WriteResult()
 
     try:

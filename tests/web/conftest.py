@@ -116,7 +116,7 @@ def write_series(store: SqliteStore, settings: Settings) -> WriteSeries:
             for i, value in enumerate(values)
         ]
         # As ingest does: store, then record what the live z-score flags.
-        analytics = LiveAnalytics(store, settings.window, settings.z)
+        analytics = LiveAnalytics(store, settings.window, settings.z, settings.anomaly_method)
         result = write_and_flag(store, readings, analytics)
         assert result.stored == len(readings)
         return readings

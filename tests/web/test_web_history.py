@@ -179,3 +179,39 @@ def test_approximate_quartiles_state_their_bound_and_keep_it(now, tmp_path, sett
     assert 0 < day["quantile_error"] <= 0.0051
     for key, q in (("q25", 0.25), ("median", 0.5), ("q75", 0.75)):
         assert abs(day[key] - np.quantile(values, q)) <= day["quantile_error"]
+
+
+@pytest.mark.parametrize(("method", "flagged"), [("zscore", False), ("zscore-previous", True)])
+def test_the_anomaly_method_setting_reaches_pages_api_and_csv(
+    now, tmp_path, settings, method, flagged
+):
+    """At W=10 the original's z can never reach 2.9 ((W-1)/sqrt(W) = 2.85): a spike that
+    the previous-window z-score flags stays unflagged by it, everywhere alike."""
+    from officesensor.live import LiveAnalytics, write_and_flag
+    from officesensor.models import Reading
+    from officesensor.store.sqlite import SqliteStore
+    from officesensor.web import create_app
+
+    chosen = settings.replace(window=10, z=2.9, anomaly_method=method)
+    store = SqliteStore(tmp_path / f"{method}.db")
+    try:
+        start = now - timedelta(minutes=30)
+        values = [70.0 + 0.01 * (i % 3) for i in range(60)]
+        values[45] = 80.0
+        readings = [
+            Reading("default", "Temperature", i, start + timedelta(seconds=15 * i), v)
+            for i, v in enumerate(values)
+        ]
+        analytics = LiveAnalytics(store, chosen.window, chosen.z, chosen.anomaly_method)
+        write_and_flag(store, readings, analytics)  # as ingest would, with the chosen method
+        client = create_app(chosen, store).test_client()
+        api = client.get("/api/readings?metric=Temperature&range=1h&limit=1000").json
+        rows = list(
+            csv.DictReader(io.StringIO(client.get("/api/export.csv?metric=Temperature").text))
+        )
+        stored = client.get("/api/anomalies?metric=Temperature&range=1h").json["anomalies"]
+    finally:
+        store.close()
+    assert api["readings"][45]["anomaly"] is flagged
+    assert (rows[45]["anomaly"] == "true") is flagged
+    assert ([a["id"] for a in stored] == [45]) is flagged

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
-from officesensor.analytics import DEFAULT_WINDOW, DEFAULT_Z
+from officesensor.analytics import DEFAULT_METHOD, DEFAULT_WINDOW, DEFAULT_Z
 from officesensor.live import LiveAnalytics, write_and_flag
 from officesensor.models import Reading, Rejection
 from officesensor.payload import encode_reading, parse_message
@@ -40,11 +40,12 @@ def backfill(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     window: int = DEFAULT_WINDOW,
     z_threshold: float = DEFAULT_Z,
+    method: str = DEFAULT_METHOD,
 ) -> tuple[int, int]:
     """Store the next ``count`` samples' readings, and record the anomalies the live
     z-score would have flagged among them. Returns (stored, rejected)."""
     now = clock()
-    analytics = LiveAnalytics(store, window, z_threshold)
+    analytics = LiveAnalytics(store, window, z_threshold, method)
     stored = rejected = 0
     batch: list[Reading] = []
     bar = _ProgressBar(count, progress)

@@ -64,6 +64,9 @@ class StrictJSONProvider(DefaultJSONProvider):
 def create_app(settings: Settings, store: Store, ingest: IngestProbe | None = None) -> Flask:
     """The dashboard over ``store``; ``ingest`` is ingest in this process, or None."""
     app = Flask(__name__)
+    # Flask takes its default from the environment; the dashboard never runs in debug mode (it
+    # would show tracebacks and source to anyone who triggers an error).
+    app.debug = False
     app.json = StrictJSONProvider(app)
     app.extensions[EXTENSION_KEY] = WebContext(settings=settings, store=store, ingest=ingest)
     app.register_blueprint(pages.bp)

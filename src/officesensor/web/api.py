@@ -89,11 +89,14 @@ def readings() -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     if sensor is not None:
         if span is None:
-            data = analyse_latest(context.store, sensor, metric, limit, settings.window, settings.z)
+            data = analyse_latest(
+                context.store, sensor, metric, limit, settings.window, settings.z,
+                settings.anomaly_method,
+            )  # fmt: skip
         else:
             data = analyse_range(
                 context.store, sensor, metric, span.start, span.end,
-                settings.window, settings.z, limit=limit,
+                settings.window, settings.z, limit=limit, method=settings.anomaly_method,
             )  # fmt: skip
         rows = [
             {
@@ -200,8 +203,9 @@ def export_csv() -> Response:
         lines: Any = iter([CSV_HEADER])
     else:
         lines = csv_lines(
-            context.store, sensor, metric, span.start, span.end, settings.window, settings.z
-        )
+            context.store, sensor, metric, span.start, span.end, settings.window, settings.z,
+            method=settings.anomaly_method,
+        )  # fmt: skip
     stamp = span.end.strftime("%Y%m%dT%H%M%SZ")
     filename = f"{_safe_filename(sensor or 'none')}-{_safe_filename(metric)}-{stamp}.csv"
     return Response(

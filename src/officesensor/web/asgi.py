@@ -186,7 +186,7 @@ class StreamApp:
                 continue
             data = analyse_range(
                 store, info.sensor, info.metric, start, end, settings.window, settings.z,
-                limit=REPLAY_LIMIT,
+                limit=REPLAY_LIMIT, method=settings.anomaly_method,
             )  # fmt: skip
             stats = data.stats
             for i, reading in enumerate(data.readings):

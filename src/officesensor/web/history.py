@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from officesensor.analytics import rolling_stats
+from officesensor.analytics import DEFAULT_METHOD, detector
 from officesensor.rollups import IntervalStats
 from officesensor.store import Store
 from officesensor.web.ranges import STAT_INTERVALS, TimeRange, bucket_width, gap_threshold_s
@@ -140,14 +140,17 @@ def csv_lines(
     window: int,
     z_threshold: float,
     chunk: int = 10_000,
+    method: str = DEFAULT_METHOD,
 ) -> Iterator[str]:
     """The readings in [start, end) as CSV, with the same trailing-window statistics as the
     API (each window reaches back before ``start``), a chunk of rows at a time."""
     yield CSV_HEADER
-    history = [r.value for r in store.latest(sensor, metric, window - 1, before=start)]
+    chosen = detector(method)
+    depth = chosen.history(window)
+    history = [r.value for r in store.latest(sensor, metric, depth, before=start)]
     for readings in store.iter_range(sensor, metric, start, end, chunk):
         values = [r.value for r in readings]
-        stats = rolling_stats([*history, *values], window, z_threshold).since(len(history))
+        stats = chosen.batch([*history, *values], window, z_threshold).since(len(history))
         lines = []
         for i, reading in enumerate(readings):
             mean, std, z = (finite_or_none(c[i]) for c in (stats.mean, stats.std, stats.z))
@@ -157,7 +160,7 @@ def csv_lines(
                 f"{'true' if stats.anomaly[i] else 'false'}\r\n"
             )
         yield "".join(lines)
-        history = [*history, *values][-(window - 1) :]
+        history = [*history, *values][-depth:] if depth else []
 
 
 def _csv_number(value: float | None) -> str:

@@ -237,7 +237,7 @@ def _chart_view(
     if span.span <= RAW_SPAN and (stored <= RAW_LIMIT or expected <= RAW_LIMIT):
         data = analyse_range(
             store, sensor, metric, span.start, span.end, settings.window, settings.z,
-            limit=RAW_LIMIT + 1,
+            limit=RAW_LIMIT + 1, method=settings.anomaly_method,
         )  # fmt: skip
         if len(data) > RAW_LIMIT:
             data = None

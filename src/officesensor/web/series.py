@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from officesensor.analytics import SeriesStats, rolling_stats
+from officesensor.analytics import DEFAULT_METHOD, SeriesStats, detector
 from officesensor.models import DEFAULT_SENSOR, METRIC_UNITS, Reading, SeriesInfo
 from officesensor.store import Store
 
@@ -80,15 +80,24 @@ class AnalysedReadings:
 
 
 def analyse_latest(
-    store: Store, sensor: str, metric: str, limit: int, window: int, z_threshold: float
+    store: Store,
+    sensor: str,
+    metric: str,
+    limit: int,
+    window: int,
+    z_threshold: float,
+    method: str = DEFAULT_METHOD,
 ) -> AnalysedReadings:
-    """The latest ``limit`` readings with statistics over trailing windows.
+    """The latest ``limit`` readings with statistics over trailing windows (of ``method``,
+    see analytics.detector).
 
-    Fetches ``window - 1`` extra readings first, so each shown reading has a full window
+    Fetches the extra readings a full window needs first (``window - 1``, or ``window`` for
+    the methods that exclude the reading itself), so each shown reading has a full window
     whenever the series is long enough, then drops them: nothing looks ahead.
     """
-    fetched = store.latest(sensor, metric, limit + window - 1)
-    stats = rolling_stats([r.value for r in fetched], window, z_threshold)
+    chosen = detector(method)
+    fetched = store.latest(sensor, metric, limit + chosen.history(window))
+    stats = chosen.batch([r.value for r in fetched], window, z_threshold)
     skip = max(0, len(fetched) - limit)
     return AnalysedReadings(readings=fetched[skip:], stats=stats.since(skip))
 
@@ -113,10 +122,12 @@ def analyse_range(
     window: int,
     z_threshold: float,
     limit: int | None = None,
+    method: str = DEFAULT_METHOD,
 ) -> AnalysedReadings:
     """Readings with start <= time < end (the first ``limit``), with statistics over trailing
     windows that reach back before ``start``, exactly as ``analyse_latest`` computes them."""
-    history = store.latest(sensor, metric, window - 1, before=start)
+    chosen = detector(method)
+    history = store.latest(sensor, metric, chosen.history(window), before=start)
     shown = store.range(sensor, metric, start, end, limit)
-    stats = rolling_stats([r.value for r in (*history, *shown)], window, z_threshold)
+    stats = chosen.batch([r.value for r in (*history, *shown)], window, z_threshold)
     return AnalysedReadings(readings=shown, stats=stats.since(len(history)))
