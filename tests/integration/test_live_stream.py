@@ -75,21 +75,26 @@ class EventStream:
             raise ConnectionError("stream closed")
         self.buffer += chunk
 
+    def next_fields(self, deadline: float) -> dict[str, str]:
+        """The next event's fields (``event``, ``id``, ``data``...; comments dropped)."""
+        while b"\n\n" not in self.buffer:
+            self.sock.settimeout(max(0.1, deadline - time.monotonic()))
+            self._receive()
+        block, self.buffer = self.buffer.split(b"\n\n", 1)
+        fields: dict[str, str] = {}
+        for line in block.decode().splitlines():
+            if ":" in line and not line.startswith(":"):
+                key, value = line.split(":", 1)
+                fields[key] = value.strip()
+        return fields
+
     def events(self, count: int, timeout_s: float = 15.0) -> list[dict[str, Any]]:
         """The next ``count`` reading events (chunked encoding is undone loosely: the
         chunk-size lines never look like SSE fields)."""
         found: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout_s
         while len(found) < count:
-            while b"\n\n" not in self.buffer:
-                self.sock.settimeout(max(0.1, deadline - time.monotonic()))
-                self._receive()
-            block, self.buffer = self.buffer.split(b"\n\n", 1)
-            fields: dict[str, str] = {}
-            for line in block.decode().splitlines():
-                if ":" in line and not line.startswith(":"):
-                    key, value = line.split(":", 1)
-                    fields[key] = value.strip()
+            fields = self.next_fields(deadline)
             if fields.get("event") == "reading":
                 found.append({**json.loads(fields["data"]), "event_id": int(fields["id"])})
         return found

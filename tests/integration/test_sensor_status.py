@@ -94,16 +94,8 @@ def test_statuses_survive_a_server_restart_through_retained_messages(tmp_path: P
 
 
 def _next_status(stream: EventStream, sensor: str) -> dict | None:
-    """The next status event about ``sensor`` (reading events are skipped)."""
-    while b"\n\n" not in stream.buffer:
-        stream.sock.settimeout(5)
-        stream._receive()
-    block, stream.buffer = stream.buffer.split(b"\n\n", 1)
-    fields: dict[str, str] = {}
-    for line in block.decode().splitlines():
-        if ":" in line and not line.startswith(":"):
-            key, value = line.split(":", 1)
-            fields[key] = value.strip()
+    """The next event if it is a status event about ``sensor``, else None."""
+    fields = stream.next_fields(time.monotonic() + 5)
     if fields.get("event") != "status":
         return None
     body = json.loads(fields["data"])
