@@ -111,8 +111,8 @@ def _parse(
 
 def is_status_topic(topic: bytes) -> bool:
     """``<prefix>/status/<sensor>``: a sensor's status (see ``parse_status``)."""
-    levels = topic.split(b"/")
-    return len(levels) == 3 and levels[1] == b"status"
+    # Called for every message: the substring test rejects readings without splitting.
+    return b"/status/" in topic and topic.count(b"/") == 2 and topic.split(b"/")[1] == b"status"
 
 
 def status_filter(metrics_filter: str) -> str:

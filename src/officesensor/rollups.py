@@ -241,26 +241,6 @@ def levels_for_width(width_s: int) -> tuple[int, ...]:
     return tuple(level for level in LEVELS_S if width_s % level == 0)
 
 
-#: Chart bucket widths ``nice_width`` picks from: all multiples of 60 from a minute on.
-NICE_WIDTHS_S = (
-    1, 2, 5, 10, 15, 30,
-    60, 120, 300, 600, 900, 1800,
-    3600, 7200, 10800, 21600, 43200,
-    86400, 2 * 86400, 7 * 86400, 14 * 86400, 28 * 86400, 91 * 86400, 364 * 86400,
-)  # fmt: skip
-
-
-def nice_width(span_s: float, max_buckets: int) -> int:
-    """The smallest width of ``NICE_WIDTHS_S`` giving at most ``max_buckets`` buckets over a
-    span (widths from a minute on are rollup-friendly), or a multiple of a day beyond."""
-    if max_buckets < 1:
-        raise ValueError("max_buckets must be positive")
-    for width in NICE_WIDTHS_S:
-        if span_s / width <= max_buckets:
-            return width
-    return math.ceil(span_s / max_buckets / 86400) * 86400
-
-
 # --------------------------------------------------------------------------- grouping
 
 

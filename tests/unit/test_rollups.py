@@ -25,7 +25,6 @@ from officesensor.rollups import (
     merge_blobs,
     merge_moments,
     moments_of,
-    nice_width,
     quantile_error_bound,
     split_range,
     weighted_quantiles,
@@ -92,22 +91,11 @@ def test_split_range_example() -> None:
     ]
 
 
-def test_levels_for_width_and_nice_width() -> None:
+def test_levels_for_width() -> None:
     assert rollups.levels_for_width(7) == ()
     assert rollups.levels_for_width(90 * 60) == (60,)
     assert rollups.levels_for_width(6 * 3600) == (60, 3600)
     assert rollups.levels_for_width(7 * 86400) == LEVELS_S
-    assert nice_width(3600, 1000) == 5
-    assert nice_width(86400, 1000) == 120
-    assert nice_width(365 * 86400, 1000) == 43200
-    assert nice_width(100 * 365 * 86400, 10) == 4 * 364 * 86400 or (
-        nice_width(100 * 365 * 86400, 10) % 86400 == 0
-    )
-    for span in (3600, 86400, 7 * 86400, 30 * 86400, 365 * 86400, 10 * 365 * 86400):
-        width = nice_width(span, 1000)
-        assert span / width <= 1000
-    with pytest.raises(ValueError, match="max_buckets"):
-        nice_width(10, 0)
 
 
 # --------------------------------------------------------------------------- moments

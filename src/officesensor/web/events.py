@@ -103,7 +103,6 @@ class EventHub:
         self._subscribers: set[Subscription] = set()
         self._lock = threading.Lock()  # guards _loop, which the server sets and clears
         self._closed = False
-        self.published = 0  # events handed to the loop (all subscribers share one)
 
     # -------------------------------------------------------------- any thread
 
@@ -116,7 +115,6 @@ class EventHub:
         try:
             events = [analysed_event(item, self._z) for item in analysed]
             loop.call_soon_threadsafe(self._dispatch, events)
-            self.published += len(events)
         except RuntimeError:  # the loop closed between the check and the call
             pass
         except Exception:
@@ -130,10 +128,6 @@ class EventHub:
             return
         with contextlib.suppress(RuntimeError):  # the loop closed since the check
             loop.call_soon_threadsafe(self._dispatch, [status_event(status)])
-
-    @property
-    def subscriber_count(self) -> int:
-        return len(self._subscribers)
 
     # -------------------------------------------------------------- the event loop
 

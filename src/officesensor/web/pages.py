@@ -176,7 +176,8 @@ def metric(metric: str) -> str:
     if requested is not None and info is None:
         abort(404, description=f"Sensor “{requested}” has no {name} readings.")
     now = datetime.now(UTC)
-    first = store.first_time(sensor, name) if sensor is not None and info else None
+    wants_all = request.args.get("range") == "all"
+    first = store.first_time(sensor, name) if wants_all and sensor is not None and info else None
     try:
         span = parse_range(request.args, now, first)
     except RangeError as exc:

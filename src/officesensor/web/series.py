@@ -18,8 +18,6 @@ from officesensor.store import Store
 
 #: The original sensor's metrics: always listed, even before their first reading.
 KNOWN_METRICS: tuple[str, ...] = tuple(METRIC_UNITS)
-#: Readings shown on a metric page's chart.
-CHART_READINGS = 500
 #: Lower-case paths that belong to other routes; a metric with that name keeps its own case.
 _RESERVED_SLUGS = frozenset({"metrics", "healthz", "api", "static", "bokeh", "favicon.ico"})
 
