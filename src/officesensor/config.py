@@ -4,6 +4,7 @@ then command-line flags. Every error names the setting and where its bad value c
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -13,11 +14,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from officesensor.errors import ConfigError
+
+if TYPE_CHECKING:
+    from officesensor.alerts.rules import AlertRule
 
 ENV_PREFIX = "OFFICESENSOR_"
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
@@ -53,6 +57,8 @@ class Settings:
     mqtt_key_file: Path | None
     mqtt_client_id: str
     mqtt_protocol: str
+    mqtt_share_group: str
+    mqtt_alpn: str
     topic: str
     store: str
     http: HttpAddress
@@ -75,6 +81,15 @@ class Settings:
     sensor_i2c_address: int
     sensor_clock_check: str
     log_level: str
+    log_format: str
+    auth_token: str | None = dataclasses.field(repr=False)
+    auth_users_file: Path | None
+    auth_behind_proxy: bool
+    alerts_rules: tuple[AlertRule, ...]
+    alerts_webhook_url: str | None = dataclasses.field(repr=False)
+    alerts_webhook_format: str
+    alerts_topic_prefix: str
+    alerts_state: Path
 
     @property
     def tz(self) -> tzinfo:
@@ -133,11 +148,58 @@ def parse_store(raw: Any) -> str:
     if parts.scheme == "dynamodb":
         if not parts.netloc:
             raise ValueError("must name the table: dynamodb://TABLE?region=...")
-        unknown = set(parse_qs(parts.query)) - {"region", "endpoint_url"}
-        if unknown:
-            raise ValueError(f"unknown parameter {sorted(unknown)[0]!r}")
+        dynamodb_options(text)  # raises ValueError naming a bad parameter
         return text
     raise ValueError("must start with sqlite:/// or dynamodb://")
+
+
+@dataclass(frozen=True, slots=True)
+class DynamoOptions:
+    """What a ``dynamodb://TABLE?...`` store URL says (credentials come from AWS's chain)."""
+
+    table: str
+    region: str | None = None
+    endpoint_url: str | None = None
+    retry_mode: str = "adaptive"  # botocore's retry modes: legacy, standard, adaptive
+    max_attempts: int = 10
+    read_only: bool = False
+
+
+_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+
+
+def dynamodb_options(store_url: str) -> DynamoOptions:
+    """Parse a ``dynamodb://`` URL; ValueError says which parameter is wrong."""
+    parts = urlsplit(store_url)
+    table = unquote(parts.netloc)
+    if not _TABLE_NAME.fullmatch(table):
+        raise ValueError("table name must be 3 to 255 letters, digits, '_', '.' or '-'")
+    query = parse_qs(parts.query, keep_blank_values=True)
+    allowed = {"region", "endpoint_url", "retry_mode", "max_attempts", "read_only"}
+    unknown = set(query) - allowed
+    if unknown:
+        raise ValueError(f"unknown parameter {sorted(unknown)[0]!r}")
+    one = {key: values[-1] for key, values in query.items()}
+    options = DynamoOptions(table)
+    if "region" in one:
+        options = dataclasses.replace(options, region=one["region"] or None)
+    if "endpoint_url" in one:
+        endpoint = one["endpoint_url"]
+        if urlsplit(endpoint).scheme not in ("http", "https"):
+            raise ValueError("endpoint_url must be an http:// or https:// URL")
+        options = dataclasses.replace(options, endpoint_url=endpoint)
+    if "retry_mode" in one:
+        if one["retry_mode"] not in ("legacy", "standard", "adaptive"):
+            raise ValueError("retry_mode must be legacy, standard or adaptive")
+        options = dataclasses.replace(options, retry_mode=one["retry_mode"])
+    if "max_attempts" in one:
+        attempts = one["max_attempts"]
+        if not attempts.isdigit() or not 1 <= int(attempts) <= 100:
+            raise ValueError("max_attempts must be a whole number from 1 to 100")
+        options = dataclasses.replace(options, max_attempts=int(attempts))
+    if "read_only" in one:
+        options = dataclasses.replace(options, read_only=parse_bool(one["read_only"] or "true"))
+    return options
 
 
 def sqlite_path(store_url: str) -> Path:
@@ -172,6 +234,71 @@ def parse_protocol(raw: Any) -> str:
     if text not in ("5", "3.1.1"):
         raise ValueError("must be 5 or 3.1.1")
     return text
+
+
+def parse_share_group(raw: Any) -> str:
+    text = _text(raw)
+    if text and (not text.isprintable() or any(c in text for c in "/+# ") or len(text) > 64):
+        raise ValueError("must be a short name without '/', '+', '#' or spaces (or empty)")
+    return text
+
+
+def parse_alpn(raw: Any) -> str:
+    text = _text(raw)
+    if not text or len(text) > 64 or not text.isprintable() or " " in text:
+        raise ValueError("must be auto, none or an ALPN protocol name such as x-amzn-mqtt-ca")
+    return text
+
+
+def parse_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = _text(raw).lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def parse_secret(raw: Any) -> str | None:
+    """A secret (token, URL with a key in it): empty means none; never echoed in errors."""
+    text = _text(raw)
+    if text and (len(text) < 16 or not text.isprintable()):
+        raise ValueError("must be at least 16 printable characters")
+    return text or None
+
+
+def parse_webhook_url(raw: Any) -> str | None:
+    text = _text(raw)
+    if not text:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    return text
+
+
+def parse_topic_prefix(raw: Any) -> str:
+    text = _text(raw).rstrip("/")
+    if not text or any(c in text for c in "+#") or not text.isprintable():
+        raise ValueError("must be a topic without wildcards, such as office/alerts")
+    return text
+
+
+def parse_alert_rules(raw: Any) -> tuple[AlertRule, ...]:
+    """``[[alerts.rules]]`` tables in TOML, or the same list as JSON in the variable."""
+    from officesensor.alerts.rules import parse_rules
+
+    if isinstance(raw, str):
+        text = raw.strip()
+        if not text:
+            return ()
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"must be a JSON list of rule tables ({exc.msg})") from None
+    return parse_rules(raw)
 
 
 def parse_file(raw: Any) -> Path | None:
@@ -362,6 +489,19 @@ SPECS: tuple[Spec, ...] = (
         "Stable MQTT client id; the broker keeps this client's session under it.",
     ),
     Spec("mqtt.protocol", parse_protocol, "5", "MQTT protocol version: 5 or 3.1.1."),
+    Spec(
+        "mqtt.share_group",
+        parse_share_group,
+        "",
+        "Share ingest among instances: subscribe as $share/<group>/<topic> (empty: don't).",
+    ),
+    Spec(
+        "mqtt.alpn",
+        parse_alpn,
+        "auto",
+        "TLS ALPN protocol: auto (x-amzn-mqtt-ca for mqtts on port 443, for AWS IoT Core), "
+        "none, or a name.",
+    ),
     Spec("topic", parse_topic, "office/metrics/+", "Topic filter ingest subscribes to."),
     Spec(
         "store",
@@ -466,6 +606,56 @@ SPECS: tuple[Spec, ...] = (
         "floor or off.",
     ),
     Spec("log_level", parse_log_level, "INFO", "DEBUG, INFO, WARNING or ERROR."),
+    Spec("log_format", one_of("text", "json"), "text", "Log lines as text or JSON objects."),
+    Spec(
+        "auth.token",
+        parse_secret,
+        "",
+        "Bearer token that grants access (at least 16 characters; prefer the variable).",
+    ),
+    Spec(
+        "auth.users_file",
+        parse_file,
+        "",
+        "File of viewers with hashed passwords (officesensor auth add-user writes it).",
+    ),
+    Spec(
+        "auth.behind_proxy",
+        parse_bool,
+        "false",
+        "true when an authenticating reverse proxy guards a non-loopback http address.",
+    ),
+    Spec(
+        "alerts.rules",
+        parse_alert_rules,
+        "",
+        "Alert rules: [[alerts.rules]] tables in TOML, a JSON list in the variable "
+        "(docs/alerts.md).",
+    ),
+    Spec(
+        "alerts.webhook_url",
+        parse_webhook_url,
+        "",
+        "Where alerts are POSTed as JSON (empty: no webhook).",
+    ),
+    Spec(
+        "alerts.webhook_format",
+        one_of("json", "slack"),
+        "json",
+        "Webhook body: json (the alert) or slack (an incoming-webhook message).",
+    ),
+    Spec(
+        "alerts.topic_prefix",
+        parse_topic_prefix,
+        "office/alerts",
+        "Alerts are published on <prefix>/<sensor>/<metric>.",
+    ),
+    Spec(
+        "alerts.state",
+        parse_path,
+        "data/alerts.db",
+        "SQLite file keeping alert state and history across restarts.",
+    ),
 )
 SPEC_BY_FIELD = {spec.field: spec for spec in SPECS}
 
@@ -500,7 +690,9 @@ def load_settings(
         try:
             values[spec.field] = spec.parse(value)
         except ValueError as exc:
-            raise ConfigError(labels[spec.field], f"{exc} (got {_shown(value)})") from None
+            raise ConfigError(
+                labels[spec.field], f"{exc} (got {_shown(value, spec.field)})"
+            ) from None
     _check_tls_files(values, labels)
     return Settings(**values)
 
@@ -539,8 +731,14 @@ def _check_tls_files(values: dict[str, Any], labels: dict[str, str]) -> None:
         raise ConfigError(labels["mqtt_url"], "certificate files need an mqtts:// URL")
 
 
-def _shown(value: Any) -> str:
+#: Settings whose values are secrets: errors name them but never show the value.
+SECRET_FIELDS = frozenset({"auth_token", "alerts_webhook_url"})
+
+
+def _shown(value: Any, field: str = "") -> str:
     """The bad value for an error message: short, and never with a password in it."""
+    if field in SECRET_FIELDS:
+        return "a value that is not shown"
     text = _URL_PASSWORD.sub(r"\1***@", repr(value))
     return text if len(text) <= 60 else text[:59] + "…"
 

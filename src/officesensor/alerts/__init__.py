@@ -1,0 +1,1 @@
+"""Alerts: rules (``rules``), their evaluation, delivery and history."""
