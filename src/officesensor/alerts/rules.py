@@ -22,6 +22,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from fnmatch import fnmatchcase
 from typing import Any
 
 KINDS = ("threshold", "anomaly", "stale")
@@ -63,6 +64,13 @@ class AlertRule:
     clear_after: int = 1
     intervals: int = 5
     severity: str = "warning"
+
+    def matches(self, sensor: str, metric: str) -> bool:
+        """Whether this rule watches the series. Globs match case-insensitively, as the
+        dashboard's metric pages do ("temperature" is the Temperature metric)."""
+        return fnmatchcase(sensor.casefold(), self.sensor.casefold()) and fnmatchcase(
+            metric.casefold(), self.metric.casefold()
+        )
 
 
 def parse_rules(raw: Any) -> tuple[AlertRule, ...]:
@@ -121,8 +129,11 @@ def _rule(table: dict[str, Any]) -> AlertRule:
     if kind == "threshold":
         if rule.above is None and rule.below is None:
             raise ValueError("a threshold rule needs above, below or both")
-        if rule.above is not None and rule.below is not None and rule.below >= rule.above:
-            raise ValueError("below must be less than above")
+        if rule.above is not None and rule.below is not None:
+            if rule.below >= rule.above:
+                raise ValueError("below must be less than above")
+            if rule.hysteresis >= rule.above - rule.below:
+                raise ValueError("hysteresis must be less than the gap between below and above")
     return rule
 
 

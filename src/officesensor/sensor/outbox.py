@@ -26,6 +26,7 @@ from pathlib import Path
 
 from officesensor.errors import StoreError
 from officesensor.models import from_epoch_us, to_epoch_us
+from officesensor.private_db import Schema, open_private
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ _SCHEMA = (
     "INSERT INTO counters (name, value) VALUES ('dropped', 0)",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
-_OUR_TABLES = {"messages", "counters", "sqlite_sequence"}
+_OUR_TABLES = frozenset({"messages", "counters", "sqlite_sequence"})
+_FILE_SCHEMA = Schema(SCHEMA_VERSION, _OUR_TABLES, _SCHEMA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,55 +210,15 @@ class Outbox:
 
 def _open(path: Path) -> sqlite3.Connection:
     """Open (creating if needed) and lock the outbox file; errors become StoreError."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"cannot create the directory of the sensor outbox {path}: {exc}") from exc
-    try:
-        # check_same_thread=False: the publisher opens the outbox in its constructor and then
-        # hands it to its sender thread, which is its only user from then on.
-        conn = sqlite3.connect(path, timeout=1.0, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open the sensor outbox {path}: {exc}") from exc
-    try:
-        # Exclusive before WAL: no shared-memory index, and the lock is held until close.
-        conn.execute("PRAGMA locking_mode = EXCLUSIVE")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")  # a message added survives a power cut
-        conn.execute("BEGIN IMMEDIATE")  # takes the lock now, not at the first write
-        try:
-            _check_and_create(conn, path)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    except sqlite3.OperationalError as exc:
-        conn.close()
-        if "locked" in str(exc):
-            raise StoreError(
-                f"the sensor outbox {path} is in use by another process "
-                "(each sensor program needs its own outbox file)"
-            ) from exc
-        raise StoreError(f"cannot open the sensor outbox {path}: {exc}") from exc
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise StoreError(f"{path} is not a sensor outbox: {exc}") from exc
-    except StoreError:
-        conn.close()
-        raise
-    return conn
-
-
-def _check_and_create(conn: sqlite3.Connection, path: Path) -> None:
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if version > SCHEMA_VERSION:
-        raise StoreError(f"the sensor outbox {path} was written by a newer officesensor")
-    if (version == 0 and tables) or not tables <= _OUR_TABLES:
-        raise StoreError(f"{path} is not a sensor outbox (it holds other tables)")
-    if version == 0:
-        for statement in _SCHEMA:  # not executescript: that would commit the open transaction
-            conn.execute(statement)
+    # The publisher opens the outbox in its constructor and then hands it to its sender
+    # thread, which is its only user from then on.
+    return open_private(
+        path,
+        _FILE_SCHEMA,
+        what="the sensor outbox",
+        kind="a sensor outbox",
+        in_use_hint="each sensor program needs its own outbox file",
+    )
 
 
 def _epoch_us(now: datetime) -> int:
