@@ -8,15 +8,19 @@ Contract (tests/store/ runs one suite over every implementation):
   It returns only after the batch is durably committed.
 - ``WriteResult.new`` lists the readings the write actually stored (input order).
 - reads return readings in reading-time order (oldest first).
-- ``write_many`` keeps rollups (officesensor.rollups) of exactly the readings it newly
-  stores, in the same commit, so ``buckets`` and ``interval_stats`` answer any range, up to
-  years, without reading every raw reading.
+- ``buckets`` and ``interval_stats`` answer any range, up to years, without reading every
+  raw reading: SQLite keeps rollups (officesensor.rollups) of exactly the readings
+  ``write_many`` newly stores, in the same commit; DynamoDB keeps them as a cache of closed
+  periods, computed from raw readings when first needed (officesensor.store.dynamo_rollups).
+
+Stores: ``sqlite:///path.db`` (officesensor.store.sqlite) and ``dynamodb://TABLE?...``
+(officesensor.store.dynamodb, docs/dynamodb.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Protocol
 
 from officesensor.models import AnomalyRecord, Reading, SeriesInfo, WriteResult
@@ -27,6 +31,9 @@ class Store(Protocol):
     #: ``interval_stats`` is exact (from raw readings) for ranges holding at most this many
     #: readings, and approximates quartiles from histograms beyond. Tests may lower it.
     exact_limit: int
+    #: True when the store refuses ``write_many`` (a DynamoDB table that an AWS IoT rule
+    #: writes): ingest then analyses and publishes live updates but stores nothing.
+    read_only: bool
 
     def write_many(self, readings: Sequence[Reading]) -> WriteResult:
         """Store a batch durably; see the module docstring for duplicates and conflicts."""
@@ -98,13 +105,19 @@ class Store(Protocol):
         """Release connections. The store must not be used afterwards."""
 
 
-def open_store(url: str) -> Store:
-    """Open the store a validated ``store`` setting names."""
+def open_store(url: str, tz: tzinfo = UTC) -> Store:
+    """Open the store a validated ``store`` setting names. ``tz`` is ``sensor.timezone``:
+    DynamoDB items written by the original IoT rule carry naive local timestamps."""
     if url.startswith("sqlite:"):
         from officesensor.config import sqlite_path
         from officesensor.store.sqlite import SqliteStore
 
         return SqliteStore(sqlite_path(url))
+    if url.startswith("dynamodb:"):
+        from officesensor.config import dynamodb_options
+        from officesensor.store.dynamodb import DynamoStore
+
+        return DynamoStore(dynamodb_options(url), tz=tz)
     from officesensor.errors import ConfigError
 
     raise ConfigError("OFFICESENSOR_STORE", f"the {url.split(':')[0]} store is not available yet")

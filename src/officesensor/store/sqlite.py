@@ -309,6 +309,7 @@ class SqliteStore:
     def __init__(self, path: Path | str, *, exact_limit: int = EXACT_LIMIT) -> None:
         self.path = Path(path)
         self.exact_limit = exact_limit
+        self.read_only = False  # see Store.read_only
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.Lock()
         self._local = threading.local()
