@@ -132,14 +132,7 @@ class Publisher:
             max_age=s.sensor_outbox_max_age,
         )
         try:
-            self._client = mqtt.make_client(
-                s.mqtt_url,
-                client_id,
-                protocol=s.mqtt_protocol,
-                ca_file=str(s.mqtt_ca_file) if s.mqtt_ca_file else None,
-                cert_file=str(s.mqtt_cert_file) if s.mqtt_cert_file else None,
-                key_file=str(s.mqtt_key_file) if s.mqtt_key_file else None,
-            )
+            self._client = mqtt.make_client(s, client_id)
         except BaseException:
             outbox.close()
             raise
@@ -185,6 +178,7 @@ class Publisher:
             self._link.up = True
             self._link.epoch += 1
             epoch = self._link.epoch
+        mqtt.note_connected(client)
         log.info("sensor: connected to %s", self._url)
         if self._status_of is not None:
             sensor = self._status_of
@@ -195,11 +189,12 @@ class Publisher:
         log.debug("sensor: cannot reach %s; retrying", self._url)
         self._events.put(LinkDown())
 
-    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+    def _on_disconnect(self, client: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self._link.up = False  # no lock here: see Link
         self._events.put(LinkDown(expected=self._closing))
         if not self._closing:
             log.warning("sensor: disconnected (%s); reconnecting", mqtt.reason_text(reason))
+            mqtt.note_disconnected(client, reason)  # logs a client id used twice
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, reason: Any, _p: Any) -> None:
         refused = bool(getattr(reason, "is_failure", False))

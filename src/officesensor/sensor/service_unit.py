@@ -129,6 +129,7 @@ def render_config(settings: Settings, outbox: Path) -> str:
         "[mqtt]",
         f"url = {_toml_string(mqtt_url)}",
         f"protocol = {_toml_string(s.mqtt_protocol)}",
+        f"alpn = {_toml_string(s.mqtt_alpn)}",
         f"client_id = {_toml_string(s.mqtt_client_id)}",
     ]
     for key, path in (
