@@ -1,4 +1,5 @@
-"""The ``officesensor`` command: demo, serve, ingest, sensor, broker, export, import."""
+"""The ``officesensor`` command: demo, serve, ingest, sensor, broker, export, import, dynamodb,
+auth."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 from officesensor import __version__
 from officesensor.config import Settings, load_settings
 from officesensor.errors import OfficeSensorError
+from officesensor.logs import configure_logging, uses_json
 
 log = logging.getLogger("officesensor")
 
@@ -28,6 +30,7 @@ SETTING_FLAGS = {
     "mqtt_client_id": "--client-id",
     "mqtt_protocol": "--mqtt-protocol",
     "log_level": "--log-level",
+    "log_format": "--log-format",
 }
 
 
@@ -38,9 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(
             args.config, overrides={f: getattr(args, f, None) for f in SETTING_FLAGS}
         )
-        logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-        )
+        configure_logging(settings.log_level, settings.log_format)
         result: int = args.run(args, settings)
         return result
     except OfficeSensorError as exc:
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         sub.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
         sub.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+        sub.add_argument("--log-format", help="text or json (one JSON object per line)")
         for group in groups:
             if group == "mqtt":
                 sub.add_argument("--mqtt-url", help="broker, e.g. mqtt://127.0.0.1:1883")
@@ -183,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--start", default=None, help="ISO 8601 time (default: the beginning)")
     export.add_argument("--end", default=None, help="ISO 8601 time (default: now)")
     export.add_argument("--output", "-o", type=Path, default=None, help="file (default stdout)")
+    _transfer_flags(export, "--to", "target", "copy every reading into this DynamoDB table")
 
     imp = command(
         "import",
@@ -190,7 +193,41 @@ def build_parser() -> argparse.ArgumentParser:
         run_import,
         "store",
     )
-    imp.add_argument("file", type=Path, help="CSV file, or - for standard input")
+    imp.add_argument("file", type=Path, nargs="?", help="CSV file, or - for standard input")
+    _transfer_flags(imp, "--from", "source", "copy an original-format DynamoDB table instead")
+
+    dynamodb = command(
+        "dynamodb",
+        "DynamoDB set-up (docs/dynamodb.md): create-table makes the original sample's table "
+        "(Metric S, ID N), or checks an existing one.",
+        run_dynamodb,
+        "store",
+    )
+    dynamodb.add_argument("action", choices=["create-table"], help="create-table")
+    dynamodb.add_argument("--table", default=None, help="default: the store's, or OfficeSensor")
+    dynamodb.add_argument(
+        "--billing",
+        choices=["on-demand", "provisioned"],
+        default="on-demand",
+        help="default on-demand",
+    )
+    dynamodb.add_argument("--read-units", type=int, default=5, help="provisioned (default 5)")
+    dynamodb.add_argument("--write-units", type=int, default=5, help="provisioned (default 5)")
+
+    auth = command(
+        "auth",
+        "Viewer accounts (docs/security.md): add-user NAME writes a salted scrypt hash to the "
+        "users file; new-token prints a random token for auth.token.",
+        run_auth,
+    )
+    auth.add_argument("action", choices=["add-user", "new-token"], help="add-user or new-token")
+    auth.add_argument("name", nargs="?", help="the viewer's name (add-user)")
+    auth.add_argument(
+        "--file", type=Path, default=None, help="users file (default: auth.users_file)"
+    )
+    auth.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
     return parser
 
 
@@ -200,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from officesensor.service import serve
 
+    _check_exposure(args, settings)
     return serve(settings, announce=_announce)
 
 
@@ -210,7 +248,7 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     stop = threading.Event()
     install_stop_signals(stop)  # before anything starts, so a signal always shuts down cleanly
-    store = open_store(settings.store)
+    store = open_store(settings.store, settings.tz)
     ingest = Ingest(settings, store)
     ingest.start()
     try:
@@ -224,6 +262,7 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     from officesensor.demo import Demo
 
+    _check_exposure(args, settings)
     return Demo(
         settings,
         data_dir=args.data_dir,
@@ -319,7 +358,93 @@ def run_broker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _transfer_flags(sub: argparse.ArgumentParser, flag: str, dest: str, help_text: str) -> None:
+    sub.add_argument(flag, dest=dest, metavar="dynamodb://TABLE?...", help=help_text)
+    sub.add_argument("--checkpoint", type=Path, default=None, help="resume file (DynamoDB)")
+    sub.add_argument(
+        "--max-items", type=int, default=None, help="stop after N (run again to go on)"
+    )
+    if dest == "source":
+        sub.add_argument(
+            "--page-size", type=int, default=1000, help="items per Scan page and checkpoint"
+        )
+
+
+def run_dynamo_transfer(args: argparse.Namespace, settings: Settings) -> int:
+    """``import --from dynamodb://…`` and ``export --to dynamodb://…``, with a progress line."""
+    from officesensor import transfer
+    from officesensor.config import dynamodb_options, parse_store
+    from officesensor.errors import ConfigError
+    from officesensor.progress import Progress
+
+    url = args.source if args.run is run_import else args.target
+    flag, kind = ("--from", "import") if args.run is run_import else ("--to", "export")
+    try:
+        if not url.startswith("dynamodb:"):
+            raise ValueError("must be a dynamodb://TABLE?... URL")
+        parse_store(url)
+    except ValueError as exc:
+        raise ConfigError(flag, str(exc)) from None
+    table = dynamodb_options(url).table
+    checkpoint = args.checkpoint or transfer.default_checkpoint(settings, kind, table)
+    bar: Progress | None = None
+
+    def progress(done: int, total: int | None) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = Progress(sys.stderr, f"{kind} {table}", total, done=done)
+        bar.advance(done - bar.done)
+
+    if kind == "import":
+        report = transfer.import_dynamodb(
+            settings,
+            url,
+            checkpoint=checkpoint,
+            progress=progress,
+            max_items=args.max_items,
+            page_size=max(1, args.page_size),
+        )
+    else:
+        report = transfer.export_dynamodb(
+            settings, url, checkpoint=checkpoint, progress=progress, max_items=args.max_items
+        )
+    if bar is not None:
+        bar.finish()
+    r = report.result
+    state = "done" if report.complete else f"stopped early; run it again to continue ({checkpoint})"
+    print(
+        f"officesensor: {kind} {table}: {report.items} items, {r.stored} readings stored, "
+        f"{r.duplicates} already there, {r.conflicts} conflicting kept aside, "
+        f"{report.skipped} skipped: {state}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def run_dynamodb(args: argparse.Namespace, settings: Settings) -> int:
+    import dataclasses
+
+    from officesensor.config import DynamoOptions, dynamodb_options
+    from officesensor.store.dynamo_table import Billing, create_table
+
+    if settings.store.startswith("dynamodb:"):
+        options = dynamodb_options(settings.store)
+    else:
+        options = DynamoOptions("OfficeSensor")
+    if args.table:
+        options = dataclasses.replace(options, table=args.table)
+    billing = Billing(args.billing, args.read_units, args.write_units)
+    outcome = create_table(options, billing)
+    if outcome == "created":
+        _announce(f"created the table {options.table} ({args.billing}); it is ACTIVE")
+    else:
+        _announce(f"the table {options.table} exists with the right key schema; left as it is")
+    return 0
+
+
 def run_export(args: argparse.Namespace, settings: Settings) -> int:
+    if args.target:
+        return run_dynamo_transfer(args, settings)
     from officesensor.transfer import export_csv
 
     start = _parse_time(args.start, "--start") if args.start else None
@@ -337,6 +462,12 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_import(args: argparse.Namespace, settings: Settings) -> int:
+    if args.source:
+        return run_dynamo_transfer(args, settings)
+    if args.file is None:
+        from officesensor.errors import ConfigError
+
+        raise ConfigError("FILE", "name a CSV file (or -), or a table with --from dynamodb://...")
     from officesensor.transfer import import_csv
 
     source = sys.stdin if str(args.file) == "-" else args.file.open(newline="", encoding="utf-8")
@@ -353,7 +484,64 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _check_exposure(args: argparse.Namespace, settings: Settings) -> None:
+    """Refuse a non-loopback address without viewer authentication (exposure.py), naming
+    the http setting as the user gave it."""
+    import os
+
+    from officesensor.exposure import check_exposure, setting_label
+
+    flags = {f: getattr(args, f, None) for f in SETTING_FLAGS}
+    check_exposure(settings, setting_label("http", args.config, os.environ, flags))
+
+
+def run_auth(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+    import secrets
+
+    from officesensor import users
+    from officesensor.errors import ConfigError
+
+    if args.action == "new-token":
+        print(secrets.token_urlsafe(32))
+        return 0
+    if not args.name:
+        raise ConfigError("NAME", "add-user needs the viewer's name: auth add-user NAME")
+    path = args.file or settings.auth_users_file
+    if path is None:
+        raise ConfigError("--file", "say which users file to write: --file PATH")
+    try:
+        users.check_name(args.name)
+    except ValueError as exc:
+        raise ConfigError("NAME", str(exc)) from None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"Password for {args.name}: ")
+        if getpass.getpass("The same again: ") != password:
+            raise ConfigError("password", "the two passwords differ")
+    try:
+        users.check_password(password)
+    except ValueError as exc:
+        source = "--password-stdin" if args.password_stdin else "password"
+        raise ConfigError(source, str(exc)) from None
+    try:
+        replaced = users.write_user(path, args.name, password)
+    except ValueError as exc:  # the file is there but is not a users file
+        raise ConfigError("--file", f"{path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError("--file", f"cannot write {path}: {exc.strerror}") from None
+    if replaced:
+        _announce(f"changed the password of {args.name} in {path}: every viewer signs in again")
+    else:
+        _announce(f"added {args.name} to {path} (mode 0600)")
+    return 0
+
+
 def _announce(message: str) -> None:
+    if uses_json():  # keep the output one JSON object per line
+        log.info(message)
+        return
     print(f"officesensor: {message}", flush=True)
 
 

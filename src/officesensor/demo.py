@@ -57,6 +57,7 @@ class Demo:
             mqtt_cert_file=None,
             mqtt_key_file=None,
             sensor_outbox=data_dir / "sensor-outbox.db",
+            alerts_state=data_dir / "alerts.db",
         )
         self.broker_port = broker_port
         self.interval_s = interval_s
@@ -126,7 +127,7 @@ class Demo:
         now = datetime.now(UTC)
         if self.span is None:
             return office.samples(now, self.interval_s)
-        store = open_store(settings.store)
+        store = open_store(settings.store, settings.tz)
         try:
             if any(info.count for info in store.series()):
                 return office.samples(now, self.interval_s)
@@ -164,7 +165,7 @@ def run_sensor_cli(args: argparse.Namespace, settings: Settings) -> int:
         if not simulated:
             raise ConfigError("--backfill", "simulates history: only with --source simulated")
         span = _duration(args.backfill, "--backfill")
-        store = open_store(settings.store)
+        store = open_store(settings.store, settings.tz)
         try:
             samples, past = history(office, span, args.interval, datetime.now(UTC))
             stored, rejected = backfill(

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from officesensor.histogram import HistogramSnapshot
+
 DEFAULT_SENSOR = "default"
 
 #: Units of the metrics the original sensor publishes. Other metrics are shown without a unit.
@@ -151,3 +153,12 @@ class IngestSnapshot:
     anomalies: int
     last_error: str | None
     store_ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IngestTelemetry:
+    """Ingest's figures for operators only (/metrics), kept out of ``IngestSnapshot`` and so
+    out of the public ``/api/ingest`` document."""
+
+    store_write_seconds: HistogramSnapshot  # each committed batch's write_many
+    connection_changed: datetime  # when ``IngestSnapshot.connected`` last flipped (or start)

@@ -1,8 +1,9 @@
 """Runs the long-lived parts together and stops them in the right order.
 
-``serve`` = ingest + web; ``demo`` adds the embedded broker and a simulated sensor. Shutdown
-(Ctrl-C or SIGTERM) goes from the edges in: the sensor stops publishing, ingest commits and
-acknowledges what it received, the web server closes, the broker stops, the store closes.
+``serve`` = ingest + web + alerts (alerts/service.py); ``demo`` adds the embedded broker and a
+simulated sensor. Shutdown (Ctrl-C or SIGTERM) goes from the edges in: the sensor stops
+publishing, ingest commits and acknowledges what it received, the web server closes, the
+alert service saves what it evaluated, the store closes, the broker stops.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from officesensor.alerts.service import AlertService
 from officesensor.config import Settings
 from officesensor.errors import ConfigError
 from officesensor.ingest import Ingest
@@ -43,10 +45,12 @@ class WebServer:
     def __init__(self, app: StreamApp, settings: Settings) -> None:
         import uvicorn
 
+        from officesensor.web.ops import measure_requests
+
         self.app = app
         self.socket = _bind(settings)
         config = uvicorn.Config(
-            app,
+            measure_requests(app),  # every request timed for /metrics
             lifespan="on",
             log_config=None,  # our logging setup stays in charge
             access_log=False,
@@ -108,17 +112,22 @@ def _bind(settings: Settings) -> socket.socket:
     return sock
 
 
-def make_web_server(settings: Settings, store: Store, ingest: Ingest | None) -> WebServer:
-    """The dashboard over ``store``, bound but not started; live events come from ``ingest``."""
+def make_web_server(
+    settings: Settings, store: Store, ingest: Ingest | None, alerts: AlertService | None = None
+) -> WebServer:
+    """The dashboard over ``store``, bound but not started; live events come from ``ingest``,
+    alerts from the alert service ``alerts``."""
+    from officesensor.exposure import check_exposure
     from officesensor.web import create_app
     from officesensor.web.asgi import StreamApp
     from officesensor.web.events import EventHub
 
+    check_exposure(settings)  # the CLI checks first, naming the setting; this guards any caller
     hub = EventHub(settings.z)
     if ingest is not None:
         ingest.add_listener(hub.publish)
         ingest.add_status_listener(hub.publish_status)
-    return WebServer(StreamApp(create_app(settings, store, ingest), hub), settings)
+    return WebServer(StreamApp(create_app(settings, store, ingest, alerts), hub), settings)
 
 
 def install_stop_signals(stop: threading.Event) -> None:
@@ -150,18 +159,25 @@ def serve(
     stops first and the demo's broker last."""
     from officesensor.store import open_store
 
-    store = open_store(settings.store)
+    store = open_store(settings.store, settings.tz)
+    alerts: AlertService | None = None
     try:
         ingest = Ingest(settings, store)
-        server = make_web_server(settings, store, ingest)
+        alerts = AlertService(settings, store)  # rules judge ingest's readings (alerts/)
+        ingest.add_listener(alerts.on_analysed)
+        ingest.add_status_listener(alerts.on_status)
+        server = make_web_server(settings, store, ingest, alerts)
     except BaseException:
+        if alerts is not None:
+            alerts.stop()
         store.close()
         raise
     stop = threading.Event()
     install_stop_signals(stop)
-    stops = [*stop_first, ingest.stop, server.close, store.close, *stop_last]
+    stops = [*stop_first, ingest.stop, server.close, alerts.stop, store.close, *stop_last]
     try:
         server.start()
+        alerts.start()
         ingest.start()
         if on_started is not None:
             on_started(ingest)

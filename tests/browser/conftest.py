@@ -180,6 +180,9 @@ class Dashboard:
     db: Path
     port: int
     server: Server | None = None
+    #: More OFFICESENSOR_* variables (they win): test_alerts.py runs its own serve with alert
+    #: rules, its own client id and topic, so the session's store never sees its readings.
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def base(self) -> str:
@@ -195,6 +198,7 @@ class Dashboard:
             "OFFICESENSOR_SENSOR_TIMEZONE": SERVER_ZONE,
             "OFFICESENSOR_WINDOW": str(WINDOW),
             "OFFICESENSOR_Z": str(Z),
+            **self.extra_env,
         }
         proc = cli_process(["serve"], self.workdir, env)
         server = Server(proc, self.base, self.workdir)

@@ -170,9 +170,9 @@ def start_serve(broker: Broker, workdir: Path, **extra_env: str) -> Server:
 
     def healthy() -> bool:
         assert proc.poll() is None, f"serve exited early:\n{server.log()}"
-        return server.get("/healthz")[0] == 200
+        return server.get("/readyz")[0] == 200  # connected and subscribed: nothing is lost
 
-    wait_for(healthy, 30, "serve to report healthy")
+    wait_for(healthy, 30, "serve to report ready")
     return server
 
 

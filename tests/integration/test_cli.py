@@ -26,7 +26,7 @@ from tests.integration.conftest import (
 
 pytestmark = pytest.mark.integration
 
-COMMANDS = ["demo", "serve", "ingest", "sensor", "broker", "export", "import"]
+COMMANDS = ["demo", "serve", "ingest", "sensor", "broker", "export", "import", "dynamodb", "auth"]
 
 
 def run_cli(

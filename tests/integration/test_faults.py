@@ -194,7 +194,7 @@ def test_restart_mosquitto_mid_stream(how: str, tmp_path: Path) -> None:
         while len(stored_ids(server.workdir / "office.db")) < count and time.monotonic() < deadline:
             time.sleep(0.2)
         ids = stored_ids(server.workdir / "office.db")
-        assert server.get("/healthz")[0] == 200
+        assert server.get("/readyz")[0] == 200
     finally:
         stream.close()
         code = stop_process(server.proc)
@@ -232,7 +232,7 @@ def test_store_locked_for_30_s_loses_nothing_and_drains(mosquitto: Broker, tmp_p
         assert locker.stdout is not None
         assert locker.stdout.readline().strip() == "locked"
         locked_at = time.monotonic()
-        wait_for(lambda: server.get("/healthz")[0] == 503, 10, "/healthz to turn red")
+        wait_for(lambda: server.get("/readyz")[0] == 503, 10, "/readyz to turn red")
         red_after = time.monotonic() - locked_at
         peak_rss = rss_before
         peak_backlog = 0
@@ -246,7 +246,7 @@ def test_store_locked_for_30_s_loses_nothing_and_drains(mosquitto: Broker, tmp_p
         drain_s = time.monotonic() - unlocked_at
         stream.wait_all_acked(120)
         ids = wait_stored(db, count, 120)
-        assert server.get("/healthz")[0] == 200
+        assert server.get("/readyz")[0] == 200
     finally:
         stream.close()
         if locker is not None:
@@ -256,7 +256,7 @@ def test_store_locked_for_30_s_loses_nothing_and_drains(mosquitto: Broker, tmp_p
                 locker.stdout.close()
         stop_process(server.proc)
     print(
-        f"\nstore locked {STORE_OUTAGE_S:.0f} s: /healthz red after {red_after:.1f} s, "
+        f"\nstore locked {STORE_OUTAGE_S:.0f} s: /readyz red after {red_after:.1f} s, "
         f"peak backlog {peak_backlog}, RSS {rss_before // 1024} -> {peak_rss // 1024} MiB, "
         f"the {behind} readings published by then were stored {drain_s:.1f} s after the lock went"
     )
@@ -424,7 +424,7 @@ def test_ten_thousand_malformed_messages_among_valid_ones(
             "ingest to handle the corpus",
         )
         ids = stored_ids(server.workdir / "office.db")
-        assert server.get("/healthz")[0] == 200
+        assert server.get("/readyz")[0] == 200
         quarantine = server.json("/api/quarantine?limit=1000")
     finally:
         publisher.disconnect()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -33,11 +34,14 @@ EXAMPLES: dict[tuple[str, str], tuple[bool, str]] = {
     ("/api/quarantine", "200"): (True, "/api/quarantine"),
     ("/api/quarantine", "400"): (True, "/api/quarantine?limit=0"),
     ("/api/quarantine", "404"): (False, "/api/quarantine"),
+    ("/api/alerts", "200"): (False, "/api/alerts?limit=5"),
+    ("/api/alerts", "400"): (False, "/api/alerts?state=sleeping"),
     ("/api/conflicts", "200"): (False, "/api/conflicts"),
     ("/api/conflicts", "400"): (False, "/api/conflicts?limit=0"),
     ("/api/openapi.json", "200"): (False, "/api/openapi.json"),
     ("/healthz", "200"): (False, "/healthz"),
-    ("/healthz", "503"): (True, "/healthz"),  # the fake ingest reports "disconnected"
+    ("/readyz", "200"): (False, "/readyz"),
+    ("/readyz", "503"): (True, "/readyz"),  # the fake ingest reports "disconnected"
     ("/metrics", "200"): (False, "/metrics"),
 }
 
@@ -70,7 +74,11 @@ def test_document_is_openapi_3_1_with_valid_schemas(document):
 
 
 def test_every_api_route_is_documented(app, document):
-    routes = {rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/api/")}
+    routes = {
+        re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)  # Flask's <name> is OpenAPI's {name}
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/")
+    }
     routes.add(STREAM_PATH)  # served by the ASGI layer, not Flask
     assert routes == {p for p in document["paths"] if p.startswith("/api/")}
 
@@ -79,9 +87,10 @@ def test_examples_cover_every_documented_response(document):
     documented = {
         (path, status)
         for path, item in document["paths"].items()
-        for operation in item.values()
+        for method, operation in item.items()
         for status in operation["responses"]
         if path != STREAM_PATH  # tests/integration/test_live_stream.py, over real HTTP
+        and method == "get"  # POST /api/alerts/{episode_id}/ack: tests/web/test_alerts_web.py
     }
     assert documented == set(EXAMPLES)
 

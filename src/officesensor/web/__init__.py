@@ -17,8 +17,9 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from officesensor.config import Settings
 from officesensor.errors import StoreError
 from officesensor.store import Store
-from officesensor.web import api, assets, ops, pages
-from officesensor.web.context import EXTENSION_KEY, IngestProbe, WebContext
+from officesensor.web import alerts as alerts_web
+from officesensor.web import api, assets, auth, ops, pages, security
+from officesensor.web.context import EXTENSION_KEY, AlertsProbe, IngestProbe, WebContext
 from officesensor.web.series import KNOWN_METRICS
 
 __all__ = ["CONTENT_SECURITY_POLICY", "IngestProbe", "create_app"]
@@ -27,21 +28,10 @@ log = logging.getLogger(__name__)
 
 #: Everything comes from this app. Scripts: only files from here, no inline script and no eval
 #: (the chart's data travels in a JSON block that static/officesensor.js embeds, and BokehJS
-#: evaluates code only for CustomJS models, which we do not use). Styles: BokehJS 3 writes its
-#: CSS into <style> elements in each component's shadow root, so styles need 'unsafe-inline';
-#: its toolbar icons are data: SVG images. (tests/browser fails on any CSP violation.)
-CONTENT_SECURITY_POLICY = "; ".join(
-    (
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data:",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    )
-)
+#: evaluates code only for CustomJS models, which we do not use). Styles: no 'unsafe-inline';
+#: HTML pages add a per-response nonce for BokehJS's <style> elements (web/security.py).
+#: (tests/browser fails on any CSP violation.)
+CONTENT_SECURITY_POLICY = security.content_security_policy()
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
@@ -61,20 +51,33 @@ class StrictJSONProvider(DefaultJSONProvider):
         return super().dumps(obj, **kwargs)
 
 
-def create_app(settings: Settings, store: Store, ingest: IngestProbe | None = None) -> Flask:
-    """The dashboard over ``store``; ``ingest`` is ingest in this process, or None."""
+def create_app(
+    settings: Settings,
+    store: Store,
+    ingest: IngestProbe | None = None,
+    alerts: AlertsProbe | None = None,
+) -> Flask:
+    """The dashboard over ``store``; ``ingest`` and ``alerts`` (the alert service) are those
+    running in this process, or None."""
     app = Flask(__name__)
     # Flask takes its default from the environment; the dashboard never runs in debug mode (it
     # would show tracebacks and source to anyone who triggers an error).
     app.debug = False
     app.json = StrictJSONProvider(app)
-    app.extensions[EXTENSION_KEY] = WebContext(settings=settings, store=store, ingest=ingest)
+    app.extensions[EXTENSION_KEY] = WebContext(
+        settings=settings, store=store, ingest=ingest, alerts=alerts
+    )
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(assets.bp)
+    app.register_blueprint(alerts_web.bp)
+    if alerts is not None:
+        ops.add_metrics_source(app, alerts.metrics_lines)  # alert counters on /metrics
     app.before_request(_start_timer)
     app.after_request(_add_security_headers)
+    auth.install(app, settings)  # sign-in and CSRF on every route (web/auth.py)
+    security.install(app)  # the nonced Content-Security-Policy of HTML pages
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(StoreError, _store_error)
     app.register_error_handler(InternalServerError, _internal_error)
@@ -100,7 +103,7 @@ def _add_security_headers(response: Response) -> Response:
 
 
 def _wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path in ("/healthz", "/metrics")
+    return request.path.startswith("/api/") or request.path in ("/healthz", "/readyz", "/metrics")
 
 
 def _error_response(status: int, title: str, message: str) -> tuple[Response | str, int]:

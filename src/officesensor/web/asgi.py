@@ -32,6 +32,7 @@ from officesensor.errors import StoreError
 from officesensor.models import from_epoch_us
 from officesensor.payload import PayloadRules
 from officesensor.web import SECURITY_HEADERS
+from officesensor.web.auth import auth_state
 from officesensor.web.context import EXTENSION_KEY, WebContext
 from officesensor.web.events import EventHub, LiveEvent, Subscription, reading_event
 from officesensor.web.series import analyse_range, finite_or_none
@@ -64,12 +65,14 @@ class StreamApp:
         context = flask_app.extensions[EXTENSION_KEY]
         assert isinstance(context, WebContext)
         self.context = context
+        self.auth = auth_state(flask_app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "http" and scope["path"] == STREAM_PATH:
-            await self._stream(scope, receive, send)
+            if await self._authorized(scope, send):
+                await self._stream(scope, receive, send)
         else:
             await self.wsgi(scope, receive, send)  # type: ignore[arg-type]
 
@@ -83,6 +86,23 @@ class StreamApp:
                 self.hub.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _authorized(self, scope: Scope, send: Send) -> bool:
+        """The same session cookie or bearer token as every Flask route (web/auth.py)."""
+        cookies, authorization = [], None
+        for key, value in scope["headers"]:
+            if key == b"cookie":
+                cookies.append(value.decode("latin-1"))
+            elif key == b"authorization":
+                authorization = value.decode("latin-1")
+        client = (scope.get("client") or ("unknown",))[0]
+        status = self.auth.stream_status("; ".join(cookies), authorization, client)
+        if status == 401:
+            challenge = [(b"www-authenticate", b'Bearer realm="Office Sensor"')]
+            await _json_response(send, 401, {"error": "Sign in to see this."}, challenge)
+        elif status == 429:
+            await _json_response(send, 429, {"error": "Too many failed attempts."})
+        return status == 200
 
     # ------------------------------------------------------------------ the stream
 

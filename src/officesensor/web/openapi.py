@@ -319,8 +319,13 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "Office Sensor API",
             "version": __version__,
-            "description": "Readings, rolling statistics and ingest state of the office sensors.",
+            "description": "Readings, rolling statistics and ingest state of the office sensors. "
+            "When viewer authentication is configured (auth.token or auth.users_file), every "
+            "operation but /healthz and /readyz needs `Authorization: Bearer <token>` or a "
+            "session cookie from /login, and answers 401 without; docs/security.md.",
         },
+        # Either nothing (authentication not configured) or the bearer token.
+        "security": [{}, {"bearerAuth": []}],
         "paths": {
             "/api/series": {
                 "get": {
@@ -457,6 +462,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            **_alert_paths(),
             "/api/openapi.json": {
                 "get": {
                     "summary": "This document.",
@@ -465,10 +471,17 @@ def openapi_document() -> dict[str, Any]:
             },
             "/healthz": {
                 "get": {
-                    "summary": "Whether the store answers and ingest (if here) is connected.",
+                    "summary": "Liveness: the process answers (nothing else is checked).",
+                    "responses": {"200": _json("Alive.", _ref("Health"))},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: the store answers and ingest (if here) is connected, "
+                    "subscribed, writing and not far behind.",
                     "responses": {
-                        "200": _json("Healthy.", _ref("Health")),
-                        "503": _json("Unhealthy; `reason` says why.", _ref("Health")),
+                        "200": _json("Ready.", _ref("Health")),
+                        "503": _json("Not ready; `reason` says why.", _ref("Health")),
                     },
                 }
             },
@@ -486,5 +499,174 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": _schemas()},
+        "components": {
+            "schemas": _schemas() | _alert_schemas(),
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The auth.token setting (OFFICESENSOR_AUTH_TOKEN).",
+                }
+            },
+        },
+    }
+
+
+# ----------------------------------------------------------------------------- alerts
+
+_ALERT_COMMON: dict[str, Any] = {
+    "id": {
+        "type": "string",
+        "pattern": "^[0-9a-f]{16}$",
+        "description": "The episode: its firing and resolution share it.",
+    },
+    "rule": _NAME,
+    "kind": {"enum": ["threshold", "anomaly", "stale"]},
+    "severity": {"enum": ["warning", "critical"]},
+    "sensor": _NAME,
+    "metric": _NAME,
+    "value": {
+        **_NULLABLE_NUMBER,
+        "description": "The reading (threshold, anomaly); for stale, seconds of silence.",
+    },
+    "threshold": {
+        **_NULLABLE_NUMBER,
+        "description": "The threshold crossed; for stale, the silence allowed (seconds); "
+        "null for anomaly.",
+    },
+    "since": {**_TS, "description": "When the condition began to hold."},
+    "suppressed": {
+        "type": "boolean",
+        "description": "Fired within the rule's cooldown: recorded, not notified.",
+    },
+}
+_PER_CHANNEL = _object({"mqtt": _COUNT, "webhook": _COUNT})
+
+
+def _alert_schemas() -> dict[str, Any]:
+    return {
+        "Alert": _object(
+            {
+                **_ALERT_COMMON,
+                "state": {"enum": ["firing", "resolved"]},
+                "fired_at": _TS,
+                "resolved_at": {"type": ["string", "null"], "format": "date-time"},
+                "acknowledged_at": {"type": ["string", "null"], "format": "date-time"},
+            }
+        ),
+        "AlertEvent": _object(
+            {
+                "seq": {"type": "integer", "minimum": 1, "description": "Order of events."},
+                **_ALERT_COMMON,
+                "state": {"enum": ["pending", "firing", "resolved", "cancelled", "acknowledged"]},
+                "at": _TS,
+                "notified": {"type": "boolean", "description": "A notification was sent."},
+                "detail": {"type": "string"},
+            }
+        ),
+        "AlertDelivery": _object(
+            {
+                "pending": _PER_CHANNEL,
+                "delivered": _PER_CHANNEL,
+                "retries": _PER_CHANNEL,
+                "dead_letters": {
+                    **_PER_CHANNEL,
+                    "description": "Notifications given up on (attempts or age exhausted, or "
+                    "refused for good), over the life of the state file.",
+                },
+                "last_error": {"type": ["string", "null"]},
+                "dropped_batches": _COUNT,
+            }
+        ),
+        "Alerts": _object(
+            {
+                "enabled": {
+                    "type": "boolean",
+                    "description": "Whether this process evaluates alert rules.",
+                },
+                "active": {
+                    "type": "array",
+                    "items": _ref("Alert"),
+                    "description": "Firing now, newest first (filtered by sensor and metric).",
+                },
+                "history": {
+                    "type": "array",
+                    "items": _ref("AlertEvent"),
+                    "description": "Events, newest first.",
+                },
+                "next_before": {
+                    "type": ["integer", "null"],
+                    "description": "Pass as `before` for the next (older) page; null: no more.",
+                },
+                "delivery": _ref("AlertDelivery"),
+            }
+        ),
+    }
+
+
+def _alert_paths() -> dict[str, Any]:
+    return {
+        "/api/alerts": {
+            "get": {
+                "summary": "Alerts firing now, the alert history and delivery counters.",
+                "parameters": [
+                    {
+                        "name": "state",
+                        "in": "query",
+                        "required": False,
+                        "schema": {
+                            "enum": ["pending", "firing", "resolved", "cancelled", "acknowledged"]
+                        },
+                        "description": "Only history events in this state.",
+                    },
+                    {
+                        "name": "sensor",
+                        "in": "query",
+                        "required": False,
+                        "schema": {**_NAME, "minLength": 1},
+                        "description": "Only this sensor.",
+                    },
+                    {
+                        "name": "metric",
+                        "in": "query",
+                        "required": False,
+                        "schema": {**_NAME, "minLength": 1},
+                        "description": "Only this metric.",
+                    },
+                    _limit(100, 1000),
+                    {
+                        "name": "before",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1},
+                        "description": "Only events older than this `seq` (see next_before).",
+                    },
+                ],
+                "responses": {
+                    "200": _json("The alerts.", _ref("Alerts")),
+                    "400": _error(_BAD_PARAMS),
+                },
+            }
+        },
+        "/api/alerts/{episode_id}/ack": {
+            "post": {
+                "summary": "Acknowledge an alert (once; again changes nothing).",
+                "description": "Needs the session's CSRF token in `X-CSRF-Token` unless "
+                "authenticated with a bearer token.",
+                "parameters": [
+                    {
+                        "name": "episode_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "maxLength": 64},
+                    }
+                ],
+                "responses": {
+                    "200": _json("The alert, acknowledged.", _ref("Alert")),
+                    "401": _error("Authentication is configured and the request has none."),
+                    "403": _error("The CSRF token is missing or wrong."),
+                    "404": _error("There is no such alert."),
+                },
+            }
+        },
     }

@@ -19,7 +19,9 @@ from officesensor.store import Store
 #: The original sensor's metrics: always listed, even before their first reading.
 KNOWN_METRICS: tuple[str, ...] = tuple(METRIC_UNITS)
 #: Lower-case paths that belong to other routes; a metric with that name keeps its own case.
-_RESERVED_SLUGS = frozenset({"metrics", "healthz", "api", "static", "bokeh", "favicon.ico"})
+_RESERVED_SLUGS = frozenset(
+    {"metrics", "healthz", "readyz", "api", "static", "bokeh", "favicon.ico"}
+)
 
 
 def metric_names(series: Sequence[SeriesInfo]) -> list[str]:
