@@ -207,6 +207,67 @@ def test_an_episode_within_the_cooldown_is_recorded_but_not_notified():
     assert run.events[-1].notify is True
 
 
+def test_an_episode_still_firing_when_the_cooldown_ends_is_notified_then():
+    # The radiator left on: it goes on 5 minutes after the last alert resolved, and stays on.
+    run = Clocked(rule(cooldown="15m"))
+    run.read(81.0)
+    run.read(79.0)
+    resolved_at = run.now
+    assert run.read(81.0, after=5 * M) == ["firing"]
+    held = run.events[-1]
+    assert (held.notify, held.suppressed) == (False, True)
+    run.now = resolved_at + 15 * M - 2 * S
+    assert run.tick(S) == []  # the cooldown is not over yet
+    assert run.tick(S) == ["firing"]  # now it is: the firing is notified, late
+    late = run.events[-1]
+    assert (late.notify, late.suppressed, late.id, late.since) == (True, False, held.id, held.since)
+    assert late.at == resolved_at + 15 * M
+    assert late.value == 81.0
+    assert "cooldown" in late.detail
+    assert run.tick(10 * M) == []  # once
+    assert run.read(82.0) == []
+    assert run.read(79.0) == ["resolved"]
+    assert (run.events[-1].notify, run.events[-1].suppressed) == (True, False)
+    assert run.notified() == ["firing", "resolved", "firing", "resolved"]
+
+
+def test_an_episode_over_within_the_cooldown_stays_quiet_for_good():
+    run = Clocked(rule(cooldown="15m"))
+    run.read(81.0)
+    run.read(79.0)
+    run.read(81.0, after=5 * M)
+    run.read(79.0, after=5 * M)
+    assert run.tick(10 * M) == []
+    assert run.tick(24 * 60 * M) == []
+    assert run.notified() == ["firing", "resolved"]
+    assert [t.suppressed for t in run.events[2:]] == [True, True]
+    assert run.engine.state(("warm", "lab", "Temperature")) is None  # forgotten
+
+
+def test_a_held_back_episode_resolving_after_the_cooldown_is_notified_before_resolving():
+    # No tick ran between the end of the cooldown and the resolving reading: it is not lost.
+    run = Clocked(rule(cooldown="15m"))
+    run.read(81.0)
+    run.read(79.0)
+    run.read(81.0, after=5 * M)
+    assert run.read(79.0, after=11 * M) == ["firing", "resolved"]
+    late, resolved = run.events[-2:]
+    assert (late.notify, late.value, resolved.notify, resolved.value) == (True, 81.0, True, 79.0)
+    assert late.id == resolved.id
+
+
+def test_a_held_back_stale_alert_is_notified_when_the_cooldown_ends():
+    run = seeded(stale_rule(cooldown="10m"), gaps=[15.0] * 10)
+    assert run.tick(61 * S) == ["firing"]
+    assert run.read(70.0, after=S) == ["resolved"]
+    assert run.tick(2 * M) == ["firing"]  # silent again: within the cooldown, held back
+    assert run.events[-1].notify is False
+    assert run.tick(8 * M) == ["firing"]
+    assert run.notified() == ["firing", "resolved", "firing"]
+    assert run.read(70.0, after=S) == ["resolved"]
+    assert run.notified()[-1] == "resolved"
+
+
 def test_cooldown_zero_notifies_every_episode():
     run = Clocked(rule(cooldown="0s"))
     for value in (81.0, 79.0, 81.0, 79.0):
@@ -343,6 +404,17 @@ def test_a_stale_alert_notes_a_sensor_that_says_it_is_offline():
     run.engine.sensor_status("lab", online=True, now=T0 + 70 * S)
 
 
+def test_a_late_seed_adds_the_stored_history_to_what_live_readings_taught():
+    run = Clocked(stale_rule())
+    run.read(70.0, after=S)  # live readings first: one, no cadence yet
+    assert run.engine.cadence_s("lab", "Temperature") is None
+    stored = [run.now - timedelta(seconds=15 * i) for i in range(10, 0, -1)]
+    run.engine.seed("lab", "Temperature", stored, T0)
+    assert run.engine.cadence_s("lab", "Temperature") == 15.0
+    assert run.tick(60 * S) == []  # still counted from the live reading
+    assert run.tick(S) == ["firing"]
+
+
 def test_a_series_no_stale_rule_watches_has_no_clock():
     run = Clocked(rule())
     run.engine.seed("lab", "Temperature", [T0, T0 + S], T0)
@@ -396,6 +468,23 @@ def test_a_restart_keeps_pending_since_and_cooldowns():
     third.read(81.0, after=M)
     assert third.tick(3 * M) == ["firing"]
     assert third.events[-1].suppressed is True
+
+
+def test_a_restart_within_the_cooldown_still_notifies_a_held_back_episode_once_over():
+    run = Clocked(rule(cooldown="15m"))
+    run.read(81.0)
+    run.read(79.0)
+    resolved_at = run.now
+    run.read(81.0, after=5 * M)  # held back
+    again = restarted(run)
+    again.now = resolved_at + 15 * M - S
+    assert again.tick(S) == ["firing"]
+    assert again.events[-1].id == run.events[-1].id
+    assert again.events[-1].notify is True
+    third = restarted(again)  # notified: a later restart does not notify it again
+    assert third.tick(M) == []
+    assert third.read(79.0) == ["resolved"]
+    assert third.events[-1].notify is True
 
 
 def test_after_a_restart_a_pending_condition_fires_only_once_a_reading_confirms_it():

@@ -12,7 +12,7 @@ import pytest
 from officesensor.alerts import state as state_module
 from officesensor.alerts.engine import Engine, KeyState
 from officesensor.alerts.rules import parse_rules
-from officesensor.alerts.state import AlertState, Outgoing
+from officesensor.alerts.state import AlertState, AlertStateClosed, Outgoing
 from officesensor.errors import StoreError
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -147,3 +147,46 @@ def test_a_foreign_database_is_refused(tmp_path: Path):
     conn.close()
     with pytest.raises(StoreError, match="not an alert state file"):
         AlertState(path)
+
+
+def test_a_held_back_episode_is_notified_after_a_restart_once_the_cooldown_ends(tmp_path: Path):
+    # The service stops during the cooldown with an episode held back, and starts again.
+    rules = parse_rules([{"name": "warm", "kind": "threshold", "above": 80.0, "cooldown": "15m"}])
+    path = tmp_path / "alerts.db"
+    first = AlertState(path)
+    now = feed(first, Engine(rules), [85.0, 70.0, 86.0])  # the third is held back
+    (held,) = first.active()
+    assert held.suppressed is True
+    first.close()
+
+    again = AlertState(path)
+    try:
+        engine = Engine(rules)
+        assert engine.restore(again.load_states(), now) == []
+        assert engine.tick(now + 14 * 60 * S) == []  # T0+30 s resolved + 15 min: not yet
+        late = engine.tick(T0 + 30 * S + 15 * 60 * S)
+        assert [(t.state, t.notify, t.id) for t in late] == [("firing", True, held.id)]
+        again.record([(t, []) for t in late], engine.take_dirty(), late[0].at)
+        (episode,) = again.active()
+        assert (episode.id, episode.suppressed, episode.fired) == (held.id, False, held.fired)
+        assert [(e.state, e.notified) for e in again.events(limit=2)] == [
+            ("firing", True), ("firing", False)
+        ]  # fmt: skip
+        assert engine.tick(late[0].at + 60 * 60 * S) == []  # once
+    finally:
+        again.close()
+
+
+def test_a_closed_state_file_answers_with_a_clear_error(tmp_path: Path):
+    state = AlertState(tmp_path / "alerts.db")
+    feed(state, Engine(RULES), [85.0])
+    state.close()
+    state.close()  # twice is harmless
+    for read in (state.active, state.events, state.counts, state.load_states, state.next_due):
+        with pytest.raises(AlertStateClosed, match="closed"):
+            read()
+    with pytest.raises(AlertStateClosed):
+        state.acknowledge("0123456789abcdef", T0)
+    with pytest.raises(AlertStateClosed):
+        state.record([], {("warm", "lab", "Temperature"): None}, T0)
+    assert issubclass(AlertStateClosed, StoreError)  # the alerts thread's retry catches it

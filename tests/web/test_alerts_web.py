@@ -159,6 +159,33 @@ def test_the_overview_shows_firing_alerts(alerts_client: FlaskClient, client: Fl
     assert 'id="firing-alerts"' not in client.get("/").text  # no alert service: no banner
 
 
+def test_after_the_service_stopped_alerts_answer_503_and_the_overview_still_renders(
+    make_service: ServiceFactory, store: SqliteStore
+):
+    # A shutdown: serve stops the alert service while web threads may still be answering.
+    service = make_service()
+    client = create_app(service._settings, store, None, service).test_client()
+    token = csrf_from(client.get("/alerts").text)
+    episode_id = client.get("/api/alerts").json["active"][0]["id"]
+    service.stop()
+    api = client.get("/api/alerts")
+    assert api.status_code == 503
+    assert "shutting down" in api.json["error"]
+    assert_matches(client, "Error", api.json)
+    page = client.get("/alerts")
+    assert page.status_code == 503
+    assert "shutting down" in page.text
+    for url, form in ((f"/api/alerts/{episode_id}/ack", {}), (f"/alerts/{episode_id}/ack", {})):
+        acked = client.post(url, data=form, headers={"X-CSRF-Token": token})
+        assert acked.status_code == 503
+    overview = client.get("/")
+    assert overview.status_code == 200
+    assert 'id="firing-alerts"' not in overview.text
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    assert "officesensor_alert" not in metrics.text
+
+
 # ----------------------------------------------------------------------------- API
 
 
@@ -243,5 +270,5 @@ def test_every_documented_ack_response_is_covered(alerts_client: FlaskClient):
     document = alerts_client.get("/api/openapi.json").json
     responses = document["paths"]["/api/alerts/{episode_id}/ack"]["post"]["responses"]
     # 200, 403, 404 above; 401 when authentication is configured: tests/web/test_web_auth.py
-    # covers the guard every route shares.
-    assert set(responses) == {"200", "401", "403", "404"}
+    # covers the guard every route shares; 503 during shutdown: the test of stopping.
+    assert set(responses) == {"200", "401", "403", "404", "503"}

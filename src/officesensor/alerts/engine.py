@@ -20,9 +20,12 @@ clock that is off cannot make a series look stale; cadences come from the sensor
 timestamps (their gaps), which a backlog delivered all at once cannot shrink.
 
 One notification per firing episode: its firing and its resolution carry ``notify``. An
-episode that fires within ``cooldown`` after a notified one resolved is recorded but not
-notified (``suppressed``), nor is its resolution; the cooldown runs from the last notified
-resolution, so an alert that keeps flapping is still heard once per cooldown.
+episode that fires within ``cooldown`` after a notified one resolved is held back: if it
+resolves before the cooldown ends it is recorded but never notified (``suppressed``), nor is
+its resolution; if it still fires when the cooldown ends, its firing is notified then (a late
+firing transition, same episode id), and so is its resolution. The cooldown delays, it never
+drops a lasting alert. It runs from the last notified resolution, so an alert that keeps
+flapping is still heard once per cooldown.
 """
 
 from __future__ import annotations
@@ -229,9 +232,16 @@ class Engine:
         """Learn a series' cadence from its stored reading times (oldest first) at start.
 
         A series whose stale alert is active keeps its real last reading; any other is
-        counted as heard from ``now``, so it gets a full allowance after a restart while
-        the broker delivers what it kept meanwhile."""
+        counted as heard from ``now`` (the start), so it gets a full allowance after a restart
+        while the broker delivers what it kept meanwhile. A late seed (the store did not
+        answer at start) only adds the stored times to what live readings taught since."""
         if not times or not self.watches_silence(sensor, metric):
+            return
+        clock = self._clocks.get((sensor, metric))
+        if clock is not None:
+            merged = sorted({*times, *clock.times})
+            clock.times.clear()
+            clock.times.extend(merged)  # the deque keeps the newest
             return
         active = any(
             (state := self._states.get((rule.name, sensor, metric))) is not None and state.active()
@@ -299,6 +309,8 @@ class Engine:
             if not state.active() and (state.quiet_until is None or state.quiet_until <= now):
                 del self._states[key]  # its cooldown is over
                 self._dirty.add(key)
+            elif _held_back(state, now):
+                out += self._late_firing(self._by_name[key[0]], key, state, now)
             elif state.phase == PENDING and state.kind != "stale" and key not in self._unconfirmed:
                 rule = self._by_name[key[0]]
                 assert state.since is not None
@@ -323,6 +335,18 @@ class Engine:
                         detail=self._offline_note(sensor),
                     )  # fmt: skip
         return out
+
+    def _late_firing(
+        self, rule: AlertRule, key: Key, state: KeyState, now: datetime
+    ) -> list[Transition]:
+        """Notify the firing of an episode the cooldown held back, now that it is over (and
+        the episode still fires): its resolution will be notified too."""
+        state.notified = True
+        self._dirty.add(key)
+        note = "fired during the cooldown; notified once it ended"
+        if rule.kind == "stale" and (offline := self._offline_note(key[1])):
+            note = f"{note}; {offline}"
+        return [self._transition(rule, key, state, FIRING, now, notify=True, detail=note)]
 
     def _offline_note(self, sensor: str) -> str:
         since = self._offline.get(sensor)
@@ -349,8 +373,10 @@ class Engine:
             if not on:
                 return []
             state = self._states[key] = KeyState(rule.kind)
+        # A held-back episode whose cooldown ended since the last tick: notified first (with
+        # the last value that kept it firing), so a resolution cannot slip in and drop it.
+        out = self._late_firing(rule, key, state, now) if _held_back(state, now) else []
         state.value, state.threshold = value, threshold
-        out: list[Transition] = []
         if on:
             if side is not None and state.side != side:
                 state.side = side
@@ -416,6 +442,15 @@ class Engine:
             suppressed=event in (FIRING, RESOLVED) and not state.notified,
             detail=detail,
         )
+
+
+def _held_back(state: KeyState, now: datetime) -> bool:
+    """Whether a key fires unnotified (the cooldown held it back) and the cooldown is over."""
+    return (
+        state.phase == FIRING
+        and not state.notified
+        and (state.quiet_until is None or state.quiet_until <= now)
+    )
 
 
 def _us(ts: datetime | None) -> int | None:

@@ -5,7 +5,8 @@ Threads:
   (never block: past ``QUEUE_LIMIT`` batches waiting, new ones are dropped and counted);
 - the ``alerts`` thread runs the engine on what is queued, ticks it every ``TICK_S`` (stale
   series, ``for`` durations) and commits each round's transitions, changed keys and owed
-  notifications in one transaction;
+  notifications in one transaction; it also retries learning the stored series' cadences
+  (every ``SEED_RETRY_S``) when the store did not answer at start;
 - the ``alerts-delivery`` thread (alerts/delivery.py) sends them.
 
 Without rules nothing runs; an existing state file is still opened, so its history stays
@@ -37,7 +38,14 @@ from officesensor.alerts.delivery import (
 )
 from officesensor.alerts.engine import CADENCE_GAPS, Engine, Key, Transition
 from officesensor.alerts.rules import AlertRule
-from officesensor.alerts.state import CHANNELS, AlertState, DeliveryCounts, Episode, Event
+from officesensor.alerts.state import (
+    CHANNELS,
+    AlertState,
+    AlertStateClosed,
+    DeliveryCounts,
+    Episode,
+    Event,
+)
 from officesensor.config import Settings
 from officesensor.errors import StoreError
 from officesensor.models import SensorStatus
@@ -49,6 +57,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
+#: How soon to try again to learn stored cadences the store did not give at start.
+SEED_RETRY_S = 30.0
 QUEUE_LIMIT = 10_000
 #: Queued items the engine takes before committing what they changed.
 ROUND_ITEMS = 1_000
@@ -92,6 +102,9 @@ class AlertService:
         self._deliverer: Deliverer | None = None
         self._unsaved: list[Transition] = []
         self._unsaved_keys: dict[Key, dict[str, Any] | None] = {}
+        #: Series whose stored cadence is still to be learned (None: not listed yet).
+        self._to_seed: list[tuple[str, str]] | None = None
+        self._started_at: datetime | None = None
 
     @property
     def enabled(self) -> bool:
@@ -106,7 +119,8 @@ class AlertService:
             return
         now = self._clock()
         closed = self._engine.restore(state.load_states(), now)
-        self._seed(now)
+        self._started_at = now
+        self._seed()
         self._commit(closed, now)
         given = self._given_channels
         channels = dict(given) if given is not None else self._make_channels()
@@ -134,21 +148,41 @@ class AlertService:
             channels["webhook"] = WebhookChannel(self._settings.alerts_webhook_url)
         return channels
 
-    def _seed(self, now: datetime) -> None:
-        """Learn the cadence of every stored series a stale rule watches."""
-        for info in self._store.series():
-            if not self._engine.watches_silence(info.sensor, info.metric):
-                continue
+    def _seed(self) -> bool:
+        """Learn the cadence of every stored series a stale rule watches; True once done.
+
+        A store that does not answer (a throttled DynamoDB) must not stop the start: what it
+        did not give is asked again every ``SEED_RETRY_S`` by the alerts thread, and live
+        readings teach cadences meanwhile. Seeded as at the start (``_started_at``), so a
+        late seed grants no longer an allowance than a timely one."""
+        assert self._started_at is not None
+        if self._to_seed is None:
             try:
-                latest = self._store.latest(info.sensor, info.metric, CADENCE_GAPS + 1)
+                listed = self._store.series()
             except StoreError as exc:
-                log.warning("alerts: %s/%s starts unseeded: %s", info.sensor, info.metric, exc)
+                log.warning("alerts: cannot list the stored series (will retry): %s", exc)
+                return False
+            watches = self._engine.watches_silence
+            self._to_seed = [(i.sensor, i.metric) for i in listed if watches(i.sensor, i.metric)]
+        left: list[tuple[str, str]] = []
+        error: StoreError | None = None
+        for sensor, metric in self._to_seed:
+            try:
+                latest = self._store.latest(sensor, metric, CADENCE_GAPS + 1)
+            except StoreError as exc:
+                left.append((sensor, metric))
+                error = exc
                 continue
-            self._engine.seed(info.sensor, info.metric, [r.ts for r in latest], now)
+            self._engine.seed(sensor, metric, [r.ts for r in latest], self._started_at)
+        if left:
+            log.warning("alerts: %d series not seeded yet (will retry): %s", len(left), error)
+        self._to_seed = left
+        return not left
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Evaluate and commit what is queued, stop delivering (what is undelivered stays in
-        the outbox for the next start), close the state file."""
+        the outbox for the next start), close the state file: from then on the reads below
+        raise ``AlertStateClosed`` (web threads may still be answering)."""
         self._stopping.set()
         if self._thread.is_alive():
             self._thread.join(timeout_s)
@@ -182,9 +216,12 @@ class AlertService:
 
     def _run(self) -> None:
         next_tick = time.monotonic()
+        next_seed = None if self._to_seed == [] else time.monotonic() + SEED_RETRY_S
         while True:
             stopping = self._stopping.is_set()
             try:
+                if next_seed is not None and time.monotonic() >= next_seed and not stopping:
+                    next_seed = None if self._seed() else time.monotonic() + SEED_RETRY_S
                 transitions = self._take(
                     0.0 if stopping else max(0.0, next_tick - time.monotonic())
                 )
@@ -273,9 +310,12 @@ class AlertService:
 
     def metrics_lines(self) -> list[str]:
         """Prometheus exposition lines (HELP, TYPE, samples) for /metrics."""
-        status = self.delivery()
+        try:
+            status, active = self.delivery(), self.active()
+        except AlertStateClosed:  # stopped: a scrape during the shutdown goes without them
+            return []
         firing: dict[str, int] = {"warning": 0, "critical": 0}
-        for episode in self.active():
+        for episode in active:
             firing[episode.severity] = firing.get(episode.severity, 0) + 1
         lines: list[str] = []
         _family(lines, "alerts_firing", "gauge", "Alerts firing now, by severity.",

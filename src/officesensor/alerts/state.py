@@ -11,7 +11,9 @@ tried, so a resolution never overtakes its firing. Dead letters are counted in t
 One process at a time (SQLite's exclusive locking mode, as the sensor outbox does): a second
 instance pointed at the same file fails at start instead of notifying everything twice.
 One connection, shared by the engine, delivery and web threads under a lock: every statement
-is short, and the history is bounded (``MAX_EVENTS``, ``MAX_EPISODES``).
+is short, and the history is bounded (``MAX_EVENTS``, ``MAX_EPISODES``). Once closed (the
+service stopped), every call raises ``AlertStateClosed``: web threads still answering during
+a shutdown get a clear error (the web maps it to 503), never a closed connection's.
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ _SCHEMA = (
 )
 _OUR_TABLES = frozenset({"keys", "episodes", "events", "outbox", "counters", "sqlite_sequence"})
 _FILE_SCHEMA = Schema(SCHEMA_VERSION, _OUR_TABLES, _SCHEMA)
+
+
+class AlertStateClosed(StoreError):
+    """The alert state file is closed (the alert service has stopped)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,16 +156,20 @@ class AlertState:
         self._lock = threading.Lock()
         self._conn = _open(path)
         self._inserted = 0
+        self._closed = False
 
     def close(self) -> None:
+        """Close the file; later calls raise ``AlertStateClosed``. Twice is harmless."""
         with self._lock:
-            self._conn.close()
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
 
     # ------------------------------------------------------------------ engine
 
     def load_states(self) -> dict[Key, KeyState]:
-        with self._lock:
-            rows = self._conn.execute("SELECT rule, sensor, metric, state FROM keys").fetchall()
+        with self._reading() as conn:
+            rows = conn.execute("SELECT rule, sensor, metric, state FROM keys").fetchall()
         return {(r, s, m): KeyState.from_json(json.loads(state)) for r, s, m, state in rows}
 
     def record(
@@ -212,8 +222,11 @@ class AlertState:
                 "INSERT INTO episodes (id, rule, kind, severity, sensor, metric, since_us, "
                 "fired_us, resolved_us, value, threshold, suppressed, acked_us, detail) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL, ?) "
-                "ON CONFLICT (id) DO UPDATE SET fired_us = excluded.fired_us, "
-                "resolved_us = NULL, value = excluded.value",
+                # Again while active: its firing was held back by the cooldown and is
+                # notified now (it keeps its first firing time). After a resolution: anew.
+                "ON CONFLICT (id) DO UPDATE SET fired_us = CASE WHEN resolved_us IS NULL "
+                "THEN fired_us ELSE excluded.fired_us END, resolved_us = NULL, "
+                "value = excluded.value, suppressed = excluded.suppressed",
                 (
                     t.id, t.rule, t.kind, t.severity, t.sensor, t.metric, to_epoch_us(t.since),
                     to_epoch_us(t.at), t.value, t.threshold, t.suppressed, t.detail,
@@ -241,16 +254,16 @@ class AlertState:
 
     def active(self) -> list[Episode]:
         """Episodes firing now, newest first."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._reading() as conn:
+            rows = conn.execute(
                 f"SELECT {_EPISODE_COLUMNS} FROM episodes WHERE resolved_us IS NULL "  # noqa: S608
                 "ORDER BY fired_us DESC, id"
             ).fetchall()
         return [_episode(row) for row in rows]
 
     def episode(self, episode_id: str) -> Episode | None:
-        with self._lock:
-            row = self._conn.execute(
+        with self._reading() as conn:
+            row = conn.execute(
                 f"SELECT {_EPISODE_COLUMNS} FROM episodes WHERE id = ?",  # noqa: S608
                 (episode_id,),
             ).fetchone()
@@ -276,8 +289,8 @@ class AlertState:
             where.append("seq < ?")
             args.append(before)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._reading() as conn:
+            rows = conn.execute(
                 f"SELECT {_EVENT_COLUMNS} FROM events {clause} ORDER BY seq DESC LIMIT ?",  # noqa: S608
                 (*args, limit),
             ).fetchall()
@@ -315,9 +328,9 @@ class AlertState:
     def due(self, now: datetime) -> list[OutboxItem]:
         """Each channel's oldest message, if its time has come."""
         items = []
-        with self._lock:
+        with self._reading() as conn:
             for channel in CHANNELS:
-                row = self._conn.execute(
+                row = conn.execute(
                     "SELECT seq, channel, topic, payload, created_us, attempts, next_us "
                     "FROM outbox WHERE channel = ? ORDER BY seq LIMIT 1",
                     (channel,),
@@ -328,8 +341,8 @@ class AlertState:
 
     def next_due(self) -> datetime | None:
         """When the earliest channel head is due (None: the outbox is empty)."""
-        with self._lock:
-            row = self._conn.execute(
+        with self._reading() as conn:
+            row = conn.execute(
                 "SELECT min(next_us) FROM outbox o WHERE seq = "
                 "(SELECT min(seq) FROM outbox WHERE channel = o.channel)"
             ).fetchone()
@@ -362,11 +375,9 @@ class AlertState:
         return int(dropped)
 
     def counts(self) -> DeliveryCounts:
-        with self._lock:
-            counters = dict(self._conn.execute("SELECT name, value FROM counters").fetchall())
-            pending = dict(
-                self._conn.execute("SELECT channel, count(*) FROM outbox GROUP BY channel")
-            )
+        with self._reading() as conn:
+            counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
+            pending = dict(conn.execute("SELECT channel, count(*) FROM outbox GROUP BY channel"))
 
         def per_channel(prefix: str) -> dict[str, int]:
             return {c: int(counters.get(f"{prefix}_{c}", 0)) for c in CHANNELS}
@@ -379,8 +390,23 @@ class AlertState:
         )
 
     @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, under the lock, for reads; SQLite's errors become StoreError."""
+        with self._lock:
+            self._check_open()
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise StoreError(f"alert state {self.path}: {exc}") from exc
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise AlertStateClosed(f"alert state {self.path}: closed (the alert service stopped)")
+
+    @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            self._check_open()
             conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")

@@ -3,6 +3,8 @@
 
 They read the alert service of this process (``WebContext.alerts``); without one (a bare
 ``create_app``) the page says so and the API answers ``enabled: false`` with empty lists.
+Once the service has stopped (a shutdown, while requests are still answered) its state file
+is closed: these routes answer 503 and the overview shows no firing alerts.
 Sensor and metric names come from devices: Jinja escapes them, as every page does.
 """
 
@@ -13,10 +15,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from officesensor.alerts.state import ACKNOWLEDGED, Episode, Event
+from officesensor.alerts.state import ACKNOWLEDGED, AlertStateClosed, Episode, Event
 from officesensor.models import unit_of
 from officesensor.web.context import AlertsProbe, web_context
 from officesensor.web.pages import nav_links
@@ -42,6 +55,13 @@ class AlertParameterError(Exception):
 @bp.errorhandler(AlertParameterError)
 def _parameter_error(exc: AlertParameterError) -> tuple[Response, int]:
     return jsonify(error=exc.message, parameter=exc.parameter), 400
+
+
+@bp.errorhandler(AlertStateClosed)
+def _stopped(exc: AlertStateClosed) -> Any:
+    """The alert service stopped (shutting down): 503, as JSON or a page like any error."""
+    unavailable = ServiceUnavailable("Alerts are not available: the server is shutting down.")
+    return current_app.handle_http_exception(unavailable)
 
 
 # ----------------------------------------------------------------------------- page
@@ -88,7 +108,10 @@ def _event_row(e: Event) -> Row:
 def firing_alerts() -> list[Row]:
     """The alerts firing now (for the overview's banner)."""
     alerts = web_context().alerts
-    return [_episode_row(e) for e in alerts.active()] if alerts is not None else []
+    try:
+        return [_episode_row(e) for e in alerts.active()] if alerts is not None else []
+    except AlertStateClosed:  # shutting down: the overview still renders
+        return []
 
 
 @bp.get("/alerts")

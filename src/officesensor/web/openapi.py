@@ -645,6 +645,7 @@ def _alert_paths() -> dict[str, Any]:
                 "responses": {
                     "200": _json("The alerts.", _ref("Alerts")),
                     "400": _error(_BAD_PARAMS),
+                    "503": _error("The server is shutting down; alerts are not available."),
                 },
             }
         },
@@ -666,6 +667,7 @@ def _alert_paths() -> dict[str, Any]:
                     "401": _error("Authentication is configured and the request has none."),
                     "403": _error("The CSRF token is missing or wrong."),
                     "404": _error("There is no such alert."),
+                    "503": _error("The server is shutting down; alerts are not available."),
                 },
             }
         },
