@@ -6,6 +6,10 @@ A dashboard bound to loopback is reachable only from this machine; bound to anyt
 ``auth.users_file``) or ``auth.behind_proxy`` says an authenticating proxy stands in front.
 Host names other than ``localhost`` count as exposed: we do not resolve them (what a name
 resolves to can change after start-up).
+
+``require_viewer_auth`` is the same refusal for an entry point that cannot know its address:
+``application.py``, the WSGI app, is bound by whatever WSGI server imports it, and exists for
+Elastic Beanstalk, whose nginx faces the internet. So it asks unconditionally.
 """
 
 from __future__ import annotations
@@ -43,11 +47,19 @@ def auth_configured(settings: Settings) -> bool:
 def check_exposure(settings: Settings, http_label: str = "OFFICESENSOR_HTTP") -> None:
     """Raise ConfigError when the dashboard would be reachable from the network with nobody
     asking who is looking. ``http_label`` names the http setting as the user gave it."""
-    if is_loopback(settings.http.host) or auth_configured(settings) or settings.auth_behind_proxy:
+    if is_loopback(settings.http.host):
+        return
+    require_viewer_auth(settings, http_label, f"{settings.http.host} is not a loopback address")
+
+
+def require_viewer_auth(settings: Settings, label: str, exposed: str) -> None:
+    """Raise ConfigError, as ``<label>: <exposed> and viewers need no password: ...``, unless
+    viewers must authenticate or an authenticating proxy is declared."""
+    if auth_configured(settings) or settings.auth_behind_proxy:
         return
     raise ConfigError(
-        http_label,
-        f"{settings.http.host} is not a loopback address and viewers need no password: set "
+        label,
+        f"{exposed} and viewers need no password: set "
         "auth.token (OFFICESENSOR_AUTH_TOKEN) or auth.users_file, or auth.behind_proxy = true "
         "if an authenticating proxy guards it (docs/security.md)",
     )

@@ -50,13 +50,16 @@ def test_sign_in_returns_to_the_page_and_keeps_the_live_stream(
     assert cookie["httpOnly"] is True
     assert cookie["sameSite"] == "Strict"
     assert cookie["secure"] is False  # plain http on 127.0.0.1
-    assert page.evaluate("document.cookie") == ""  # scripts cannot read it
+    (token,) = [c for c in page.context.cookies() if c["name"] == "officesensor_csrf"]
+    assert (token["httpOnly"], token["sameSite"], token["path"]) == (True, "Strict", "/")
+    assert page.evaluate("document.cookie") == ""  # scripts can read neither
 
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign out").click()  # a POST with the CSRF token
     page.wait_for_url(secured.base + "/login")
-    # The sign-in form starts a fresh, anonymous session (it holds only a CSRF token).
-    (fresh,) = [c for c in page.context.cookies() if c["name"] == "officesensor_session"]
-    assert fresh["value"] != cookie["value"]
+    # Signed out: the session cookie is gone, and the sign-in form has a new CSRF token.
+    names = {c["name"]: c["value"] for c in page.context.cookies()}
+    assert "officesensor_session" not in names
+    assert names["officesensor_csrf"] != token["value"]
     page.goto(secured.base + "/")
     assert page.url.endswith("/login?next=/")
 

@@ -101,12 +101,17 @@ def stop(server: Server) -> None:
 
 
 class Browser:
-    """A minimal HTTP client that keeps the session cookie and does not follow redirects."""
+    """A minimal HTTP client that keeps its cookies (the session's and the CSRF token's) and
+    does not follow redirects."""
 
     def __init__(self, base: str) -> None:
         parts = urlsplit(base)
         self.host, self.port = parts.hostname or "", parts.port or 80
-        self.cookie = ""
+        self.cookies: dict[str, str] = {}
+
+    @property
+    def cookie(self) -> str:
+        return "; ".join(f"{name}={value}" for name, value in self.cookies.items())
 
     def request(
         self, method: str, path: str, body: dict[str, str] | None = None, **headers: str
@@ -124,21 +129,29 @@ class Browser:
             response = connection.getresponse()
             text = response.read().decode("utf-8", "replace")
             got = {k.lower(): v for k, v in response.getheaders()}
+            for name, value in response.getheaders():
+                if name.lower() == "set-cookie":
+                    self._keep(value)
         finally:
             connection.close()
-        if "set-cookie" in got:
-            self.cookie = got["set-cookie"].split(";", 1)[0]
         return response.status, got, text
 
-    def sign_in(self, username: str, password: str) -> int:
-        status, _, page = self.request("GET", "/login?next=/humidity")
+    def _keep(self, set_cookie: str) -> None:
+        name, _, value = set_cookie.split(";", 1)[0].partition("=")
+        if value:
+            self.cookies[name] = value
+        else:  # an expired, empty cookie: the server removed it
+            self.cookies.pop(name, None)
+
+    def sign_in(self, username: str, password: str, **headers: str) -> int:
+        status, _, page = self.request("GET", "/login?next=/humidity", **headers)
         assert status == 200, page[:300]
         token = re.search(r'name="csrf_token" value="([^"]+)"', page)
         assert token
         form = {"username": username, "password": password, "csrf_token": token.group(1)}
-        status, headers, _ = self.request("POST", "/login?next=/humidity", form)
+        status, got, _ = self.request("POST", "/login?next=/humidity", form, **headers)
         if status == 302:
-            assert headers["location"] == "/humidity"
+            assert got["location"] == "/humidity"
         return status
 
 

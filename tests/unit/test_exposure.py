@@ -8,7 +8,7 @@ import pytest
 
 from officesensor.config import load_settings
 from officesensor.errors import ConfigError
-from officesensor.exposure import check_exposure, is_loopback, setting_label
+from officesensor.exposure import check_exposure, is_loopback, require_viewer_auth, setting_label
 
 
 @pytest.mark.parametrize(
@@ -67,3 +67,16 @@ def test_setting_label_follows_load_settings_precedence(tmp_path: Path):
     assert setting_label("http", config, {}, {}) == f"http in {config}"
     assert setting_label("http", other, {}, {}) == "OFFICESENSOR_HTTP"
     assert setting_label("http", None, {}, {}) == "OFFICESENSOR_HTTP"
+
+
+def test_an_entry_point_without_an_address_always_asks(tmp_path: Path):
+    """application.py's check: even the default, loopback http counts as exposed there."""
+    with pytest.raises(ConfigError) as caught:
+        require_viewer_auth(settings_for("127.0.0.1:8000"), "application.py", "served to all")
+    assert str(caught.value).startswith("application.py: served to all and viewers need no ")
+    for named in ("auth.token", "auth.users_file", "auth.behind_proxy"):
+        assert named in str(caught.value)
+    token = "t" * 16 + "x" * 8
+    require_viewer_auth(settings_for("127.0.0.1:8000", OFFICESENSOR_AUTH_TOKEN=token), "a", "b")
+    proxied = settings_for("127.0.0.1:8000", OFFICESENSOR_AUTH_BEHIND_PROXY="true")
+    require_viewer_auth(proxied, "a", "b")

@@ -1,4 +1,4 @@
-"""Failed sign-ins per address (web/throttle.py), with the clock passed in."""
+"""Failed sign-ins per key (web/throttle.py), with the clock passed in."""
 
 from __future__ import annotations
 
@@ -30,3 +30,12 @@ def test_memory_is_bounded_by_max_clients():
     assert len(throttle._failures) == 100
     assert throttle.retry_after("10.0.3.231", 1.0) > 0  # the newest are kept
     assert throttle.retry_after("10.0.0.0", 1.0) == 0
+
+
+def test_keys_are_whatever_the_caller_counts_by():
+    throttle: LoginThrottle[tuple[str, str]] = LoginThrottle(max_failures=2, window_s=60)
+    for t in (0.0, 1.0):
+        throttle.failure(("10.0.0.2", "alice"), t)
+    assert throttle.retry_after(("10.0.0.2", "alice"), 2.0) == 58.0
+    assert throttle.retry_after(("10.0.0.2", "bob"), 2.0) == 0  # same address, another name
+    assert throttle.retry_after(("10.0.0.3", "alice"), 2.0) == 0

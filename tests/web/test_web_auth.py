@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 from flask import Flask, render_template_string
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from officesensor import users
 from officesensor.config import Settings
 from officesensor.store.sqlite import SqliteStore
-from officesensor.web import create_app
-from officesensor.web.throttle import MAX_FAILURES
+from officesensor.web import create_app, csrf
+from officesensor.web.auth import auth_state
+from officesensor.web.throttle import PASSWORD_MAX_FAILURES, TOKEN_MAX_FAILURES
 
 PASSWORD = "correct horse battery"
 
@@ -70,14 +72,24 @@ def csrf_from(html: str) -> str:
     return found.group(1)
 
 
-def sign_in(client: FlaskClient, username: str, password: str, next_: str = "/") -> object:
-    page = client.get("/login", query_string={"next": next_})
+def sign_in(
+    client: FlaskClient, username: str, password: str, next_: str = "/", address: str = "127.0.0.1"
+) -> TestResponse:
+    """Sign in through the form, from the client address ``address``."""
+    where = {"REMOTE_ADDR": address}
+    page = client.get("/login", query_string={"next": next_}, environ_base=where)
     assert page.status_code == 200
     return client.post(
         "/login",
         query_string={"next": next_},
         data={"username": username, "password": password, "csrf_token": csrf_from(page.text)},
+        environ_base=where,
     )
+
+
+def set_cookies(response: TestResponse) -> dict[str, str]:
+    """The response's Set-Cookie headers by cookie name."""
+    return {h.split("=", 1)[0]: h for h in response.headers.getlist("Set-Cookie")}
 
 
 # ----------------------------------------------------------------------------- authentication
@@ -130,8 +142,7 @@ def test_password_sign_in_sets_a_strict_session_cookie(secured: Flask):
     response = sign_in(client, "alice", PASSWORD, next_="/temperature?range=1h")
     assert response.status_code == 302
     assert response.headers["Location"] == "/temperature?range=1h"
-    cookie = response.headers["Set-Cookie"]
-    assert cookie.startswith("officesensor_session=")
+    cookie = set_cookies(response)["officesensor_session"]
     assert "HttpOnly" in cookie
     assert "SameSite=Strict" in cookie
     assert "Secure" not in cookie  # plain http: a Secure cookie would never come back
@@ -151,7 +162,9 @@ def test_the_cookie_is_secure_over_https(secured: Flask):
         data={"username": "alice", "password": PASSWORD, "csrf_token": csrf_from(page.text)},
     )
     assert response.status_code == 302
-    assert "; Secure" in response.headers["Set-Cookie"]
+    cookies = set_cookies(response)
+    assert "; Secure" in cookies["officesensor_session"]
+    assert "; Secure" in cookies[csrf.SECURE_COOKIE_NAME]  # __Host-: Secure, Path=/, no Domain
 
 
 def test_token_sign_in_through_the_form(secured: Flask, token: str):
@@ -177,29 +190,70 @@ def test_wrong_credentials_are_refused_and_logged_without_the_password(
     assert password not in caplog.text
 
 
-def test_sign_in_is_throttled_per_address(secured: Flask):
-    client = secured.test_client()
-    for _ in range(MAX_FAILURES):
-        assert sign_in(client, "alice", "wrong password").status_code == 401
-    blocked = sign_in(client, "alice", PASSWORD)  # even the right password waits
+PROXY = "10.0.0.2"  # a proxy or NAT address that every viewer below shares
+
+
+def test_guessing_one_password_is_throttled_for_that_name_and_address(
+    secured: Flask, users_file: Path, token: str, caplog
+):
+    users.write_user(users_file, "bob", "bob's own password")
+    guesser = secured.test_client()
+    for _ in range(PASSWORD_MAX_FAILURES):
+        assert sign_in(guesser, "alice", "wrong password", address=PROXY).status_code == 401
+    with caplog.at_level(logging.WARNING):
+        blocked = sign_in(guesser, "alice", PASSWORD, address=PROXY)  # even the right one waits
     assert blocked.status_code == 429
     assert int(blocked.headers["Retry-After"]) > 0
-    other = secured.test_client()
-    other_page = other.get("/login")
-    elsewhere = other.post(
-        "/login",
-        data={"username": "alice", "password": PASSWORD, "csrf_token": csrf_from(other_page.text)},
-        environ_base={"REMOTE_ADDR": "10.1.2.3"},
+    assert "too many failed sign-ins as 'alice' from 10.0.0.2" in caplog.text
+    # Everyone else behind the same address signs in as usual: the count is per name.
+    assert (
+        sign_in(secured.test_client(), "bob", "bob's own password", address=PROXY).status_code
+        == 302
     )
-    assert elsewhere.status_code == 302  # another address is not affected
+    assert sign_in(secured.test_client(), "", token, address=PROXY).status_code == 302
+    # And alice herself, from her own address.
+    assert sign_in(secured.test_client(), "alice", PASSWORD, address="10.1.2.3").status_code == 302
 
 
-def test_bearer_failures_count_too(secured: Flask, token: str):
+def test_failures_for_many_names_do_not_block_a_correct_sign_in(secured: Flask):
+    """Someone behind the shared address trying names and passwords (or many typos by many
+    people) never stops a viewer whose own password is right."""
+    sprayer = secured.test_client()
+    for i in range(3 * PASSWORD_MAX_FAILURES):
+        assert sign_in(sprayer, f"user{i}", "wrong password", address=PROXY).status_code == 401
+    assert sign_in(secured.test_client(), "alice", PASSWORD, address=PROXY).status_code == 302
+
+
+def test_a_success_clears_that_names_count(secured: Flask):
     client = secured.test_client()
-    for _ in range(MAX_FAILURES):
-        client.get("/api/series", headers={"Authorization": "Bearer " + "y" * 30})
-    blocked = client.get("/api/series", headers={"Authorization": f"Bearer {token}"})
+    for _ in range(PASSWORD_MAX_FAILURES - 1):
+        assert sign_in(client, "alice", "wrong password").status_code == 401
+    assert sign_in(client, "alice", PASSWORD).status_code == 302
+    for _ in range(PASSWORD_MAX_FAILURES - 1):
+        assert sign_in(secured.test_client(), "alice", "wrong password").status_code == 401
+    assert sign_in(secured.test_client(), "alice", PASSWORD).status_code == 302
+
+
+def test_token_guesses_are_throttled_per_address_with_a_higher_limit(secured: Flask, token: str):
+    client = secured.test_client()
+    wrong = {"Authorization": "Bearer " + "y" * 30}
+    right = {"Authorization": f"Bearer {token}"}
+    from_proxy = {"REMOTE_ADDR": PROXY}
+    for i in range(TOKEN_MAX_FAILURES):
+        if i == PASSWORD_MAX_FAILURES:  # more than a password gets, and still checked
+            assert (
+                client.get("/api/series", headers=right, environ_base=from_proxy).status_code == 200
+            )
+        assert client.get("/api/series", headers=wrong, environ_base=from_proxy).status_code == 401
+    # The correct token checked after the guesses above did not reset their count.
+    blocked = client.get("/api/series", headers=right, environ_base=from_proxy)
     assert blocked.status_code == 429
+    assert int(blocked.headers["Retry-After"]) > 0
+    assert sign_in(client, "", token, address=PROXY).status_code == 429  # the form's token too
+    # Password sign-ins from that address, and the token from elsewhere, are not affected.
+    assert sign_in(secured.test_client(), "alice", PASSWORD, address=PROXY).status_code == 302
+    elsewhere = client.get("/api/series", headers=right, environ_base={"REMOTE_ADDR": "10.1.2.3"})
+    assert elsewhere.status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -230,7 +284,9 @@ def test_logout_needs_the_csrf_token_and_ends_the_session(secured: Flask):
     response = client.post("/logout", data={"csrf_token": csrf_from(page.text)})
     assert response.status_code == 302
     assert response.headers["Location"] == "/login"
-    assert "officesensor_session=;" in response.headers["Set-Cookie"]
+    cookies = set_cookies(response)
+    assert "officesensor_session=;" in cookies["officesensor_session"]
+    assert csrf_from(client.get("/login").text) != csrf_from(page.text)  # a new CSRF token
     assert client.get("/api/series").status_code == 401
 
 
@@ -270,16 +326,91 @@ def test_state_changes_without_the_token_are_refused_even_without_auth(
     assert "stale or came from another site" in form.text
 
 
-def test_the_session_token_is_accepted_as_header_or_form_field(open_app: Flask):
+def test_the_cookie_token_is_accepted_as_header_or_form_field(open_app: Flask):
     client = open_app.test_client()
-    token = csrf_from(client.get("/test-form").text)
-    assert csrf_from(client.get("/test-form").text) == token  # one token per session
+    page = client.get("/test-form")
+    token = csrf_from(page.text)
+    cookie = set_cookies(page)[csrf.COOKIE_NAME]
+    assert cookie.startswith(f"{csrf.COOKIE_NAME}={token};")
+    for flag in ("HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=604800"):
+        assert flag in cookie
+    assert "Secure" not in cookie  # plain http: a Secure cookie would never come back
+    assert "Cookie" in page.headers["Vary"]
+    assert "officesensor_session" not in set_cookies(page)  # without auth: no session at all
+    assert csrf_from(client.get("/test-form").text) == token  # one token per browser
     ok = client.post("/api/test-ack", headers={"X-CSRF-Token": token})
     assert (ok.status_code, ok.json) == (200, {"status": "acknowledged"})
     assert client.delete("/api/test-ack", headers={"X-CSRF-Token": token}).status_code == 200
     assert client.post("/test-form", data={"csrf_token": token}).status_code == 200
-    other = open_app.test_client()  # another browser: its own session, so not this token
+    other = open_app.test_client()  # another browser: its own cookie, so not this token
     assert other.post("/api/test-ack", headers={"X-CSRF-Token": token}).status_code == 403
+
+
+def instance(settings: Settings, store: SqliteStore) -> Flask:
+    """One more instance of the dashboard, as behind a load balancer: its own process state,
+    so without auth its own random session key."""
+    app = create_app(settings, store)
+    _add_state_changing_route(app)
+    return app
+
+
+def carry_cookie(frm: FlaskClient, to: FlaskClient, name: str) -> None:
+    """What the browser does behind a load balancer: the next request goes elsewhere."""
+    found = frm.get_cookie(name)
+    assert found is not None, name
+    to.set_cookie(name, found.value)
+
+
+def test_a_token_from_one_instance_is_accepted_by_another(settings: Settings, store: SqliteStore):
+    proxied = settings.replace(auth_behind_proxy=True)  # nothing to sign in to: random keys
+    first, second = instance(proxied, store), instance(proxied, store)
+    assert auth_state(first).credentials.key != auth_state(second).credentials.key
+    browser_a, browser_b = first.test_client(), second.test_client()
+    token = csrf_from(browser_a.get("/test-form").text)
+    carry_cookie(browser_a, browser_b, csrf.COOKIE_NAME)
+    ok = browser_b.post("/test-form", data={"csrf_token": token})
+    assert ok.status_code == 200
+    assert browser_b.post("/api/test-ack", headers={"X-CSRF-Token": token}).status_code == 200
+    # Still refused: no token, a token other than the cookie's, and a token without its cookie.
+    assert browser_b.post("/api/test-ack").status_code == 403
+    other_token = csrf_from(first.test_client().get("/test-form").text)
+    assert browser_b.post("/api/test-ack", headers={"X-CSRF-Token": other_token}).status_code == 403
+    fresh = second.test_client()
+    assert fresh.post("/api/test-ack", headers={"X-CSRF-Token": token}).status_code == 403
+
+
+def test_signed_in_on_one_instance_acknowledge_on_another(
+    settings: Settings, store: SqliteStore, token: str, users_file: Path
+):
+    secured = settings.replace(auth_token=token, auth_users_file=users_file)
+    first, second = instance(secured, store), instance(secured, store)
+    browser_a, browser_b = first.test_client(), second.test_client()
+    assert sign_in(browser_a, "alice", PASSWORD).status_code == 302
+    page_token = csrf_from(browser_a.get("/").text)
+    for name in ("officesensor_session", csrf.COOKIE_NAME):
+        carry_cookie(browser_a, browser_b, name)
+    assert browser_b.post("/api/test-ack", headers={"X-CSRF-Token": page_token}).status_code == 200
+    assert browser_b.post("/api/test-ack").status_code == 403
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert second.test_client().post("/api/test-ack", headers=bearer).status_code == 200
+
+
+def test_the_https_cookie_is_not_the_http_one(open_app: Flask):
+    """Over https only the __Host- cookie counts, which a browser accepts only with Secure,
+    from https, for the whole host: a token planted over plain http does not pass."""
+    client = open_app.test_client()
+    planted = csrf_from(client.get("/test-form").text)  # the http cookie, as a MITM could set
+    https = "https://localhost"  # the same host, so the browser sends the http cookie too
+    assert (
+        client.post("/test-form", base_url=https, data={"csrf_token": planted}).status_code == 403
+    )
+    page = client.get("/test-form", base_url=https)
+    cookie = set_cookies(page)[csrf.SECURE_COOKIE_NAME]
+    assert "; Secure" in cookie
+    assert "Domain" not in cookie
+    token = csrf_from(page.text)
+    assert token != planted
+    assert client.post("/test-form", base_url=https, data={"csrf_token": token}).status_code == 200
 
 
 def test_csrf_token_global_renders_with_and_without_auth(open_app: Flask, secured: Flask):
@@ -287,8 +418,8 @@ def test_csrf_token_global_renders_with_and_without_auth(open_app: Flask, secure
     for app in (open_app, secured):
         with app.test_request_context("/"):
             html = render_template_string(template)
-            assert re.fullmatch(r'<input type="hidden" name="csrf_token" value="[\w-]{40,}">', html)
-            assert render_template_string(template) == html  # one token per session
+            assert re.fullmatch(r'<input type="hidden" name="csrf_token" value="[\w-]{43}">', html)
+            assert render_template_string(template) == html  # one token per request
 
 
 def test_bearer_requests_are_exempt_from_csrf(secured: Flask, token: str):

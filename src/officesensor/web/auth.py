@@ -9,20 +9,20 @@
    ``PUBLIC_PATHS`` and ``/static/`` needs a viewer. ``/api/*`` (and ``/metrics``) answer
    401 JSON with ``WWW-Authenticate: Bearer``; pages redirect to ``/login?next=<path>``.
 3. **CSRF**, always (a hostile page can post to 127.0.0.1 even when nothing is configured):
-   POST, PUT, PATCH and DELETE need the session's CSRF token, as the ``X-CSRF-Token`` header
-   or the ``csrf_token`` form field, unless the request is authenticated by a bearer token
-   (browsers never attach one by themselves, so it cannot be forged cross-site). Templates
-   get the token from ``csrf_token()``.
+   POST, PUT, PATCH and DELETE must repeat the browser's CSRF cookie token (web/csrf.py, a
+   double-submit token that every instance can check without a shared key), as the
+   ``X-CSRF-Token`` header or the ``csrf_token`` form field, unless the request is
+   authenticated by a bearer token (browsers never attach one by themselves, so it cannot be
+   forged cross-site). Templates get the token from ``csrf_token()``.
 
-``/login`` checks a name and password (users file) or the token, at most
-``throttle.MAX_FAILURES`` failures per client address per ``throttle.WINDOW_S``.
+``/login`` checks a name and password (users file) or the token. Failures are throttled
+(web/throttle.py): a password per (client address, name), so people behind one proxy or NAT
+do not lock each other out; the token per client address, with a higher limit.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
-import secrets
 import threading
 import time
 from typing import Any
@@ -46,9 +46,11 @@ from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Forbidden, Unauthorized
 
+from officesensor import users
 from officesensor.config import Settings
+from officesensor.web import csrf
 from officesensor.web.sessions import TOKEN_USER, Credentials, configure, is_bearer
-from officesensor.web.throttle import LoginThrottle
+from officesensor.web.throttle import PASSWORD_MAX_FAILURES, TOKEN_MAX_FAILURES, LoginThrottle
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +59,46 @@ bp = Blueprint("auth", __name__)
 EXTENSION_KEY = "officesensor.auth"
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/login", "/logout"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-CSRF_HEADER = "X-CSRF-Token"
-CSRF_FIELD = "csrf_token"
+CSRF_HEADER = csrf.HEADER
+CSRF_FIELD = csrf.FIELD
 REALM: dict[str, str | None] = {"realm": "Office Sensor"}
 #: At most this many password checks run at once (each costs 32 MiB and ~0.1 s of scrypt).
 CONCURRENT_CHECKS = 2
 
 
 class Auth:
-    """What the guard and the login view share: credentials, throttle, a check limiter."""
+    """What the guard and the login view share: credentials, throttles, a check limiter.
+
+    Password failures count per (client address, name): an attacker guessing one viewer's
+    password waits after ``PASSWORD_MAX_FAILURES``, while everyone else behind the same
+    address (a proxy, a NAT) signs in as usual. Token failures (bearer headers and the form
+    without a name) count per address, up to ``TOKEN_MAX_FAILURES``; a correct token does not
+    clear that count, or a script polling from the same address would reset a guesser's.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.credentials = Credentials(settings.auth_token, settings.auth_users_file)
-        self.throttle = LoginThrottle()
+        self.password_throttle: LoginThrottle[tuple[str, str]] = LoginThrottle(
+            PASSWORD_MAX_FAILURES
+        )
+        self.token_throttle: LoginThrottle[str] = LoginThrottle(TOKEN_MAX_FAILURES)
         self.checks = threading.BoundedSemaphore(CONCURRENT_CHECKS)
+
+    def sign_in_wait(self, client: str, name: str, now: float) -> float:
+        """Seconds a sign-in as ``name`` ("" for the token) from ``client`` must wait."""
+        if name:
+            return self.password_throttle.retry_after(_password_key(client, name), now)
+        return self.token_throttle.retry_after(client, now)
+
+    def sign_in_failed(self, client: str, name: str, now: float) -> None:
+        if name:
+            self.password_throttle.failure(_password_key(client, name), now)
+        else:
+            self.token_throttle.failure(client, now)
+
+    def sign_in_succeeded(self, client: str, name: str) -> None:
+        if name:
+            self.password_throttle.success(_password_key(client, name))
 
     def stream_status(self, cookie: str | None, authorization: str | None, client: str) -> int:
         """For the live stream, served outside Flask (web/asgi.py): 200 when the request may
@@ -79,12 +107,12 @@ class Auth:
             return 200
         self.credentials.refresh()
         bearer = is_bearer(authorization)
-        if bearer and self.throttle.retry_after(client, time.monotonic()):
+        if bearer and self.token_throttle.retry_after(client, time.monotonic()):
             return 429
         if self.credentials.identify(cookie, authorization) is not None:
             return 200
         if bearer:
-            self.throttle.failure(client, time.monotonic())
+            self.token_throttle.failure(client, time.monotonic())
             log.warning("rejected a bearer token from %s for the live stream", client)
         return 401
 
@@ -93,9 +121,9 @@ def install(app: Flask, settings: Settings) -> Auth:
     state = Auth(settings)
     app.extensions[EXTENSION_KEY] = state
     configure(app, state.credentials)
+    csrf.install(app)  # the Jinja global csrf_token() and the CSRF cookie
     app.register_blueprint(bp)
     app.before_request(_guard)
-    app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["current_user"] = current_user
     return state
 
@@ -107,11 +135,8 @@ def auth_state(app: Flask | None = None) -> Auth:
 
 
 def csrf_token() -> str:
-    """This session's CSRF token (created on first use; it lives in the signed cookie)."""
-    token = session.get("csrf")
-    if not isinstance(token, str):
-        token = session["csrf"] = secrets.token_urlsafe(32)
-    return token
+    """This browser's CSRF token (web/csrf.py; made on first use, kept in its own cookie)."""
+    return csrf.token()
 
 
 def current_user() -> str | None:
@@ -142,11 +167,12 @@ def _guard() -> ResponseReturnValue | None:
     if credentials.required:
         if is_bearer(authorization) and not _public():  # health checks answer whatever they send
             client = _client()
-            if state.throttle.retry_after(client, time.monotonic()):
-                return _too_many(state, client)
+            wait_s = state.token_throttle.retry_after(client, time.monotonic())
+            if wait_s:
+                return _too_many(wait_s, client, "a bearer token")
             g.user = credentials.bearer_user(authorization)
             if g.user is None:
-                state.throttle.failure(client, time.monotonic())
+                state.token_throttle.failure(client, time.monotonic())
                 log.warning("rejected a bearer token from %s for %s", client, request.path)
                 return _unauthorized("The bearer token is not valid.")
             g.bearer = True
@@ -156,7 +182,7 @@ def _guard() -> ResponseReturnValue | None:
             return _unauthorized("Sign in to see this.")
     if request.routing_exception is not None:
         return None  # a 404 or 405 follows: no view runs, nothing to protect
-    if request.method in UNSAFE_METHODS and not g.bearer and not _csrf_ok():
+    if request.method in UNSAFE_METHODS and not g.bearer and not csrf.request_ok():
         log.warning("refused %s %s from %s: CSRF token", request.method, request.path, _client())
         raise Forbidden("The form was stale or came from another site. Reload and try again.")
     return None
@@ -166,16 +192,14 @@ def _public() -> bool:
     return request.path in PUBLIC_PATHS or request.endpoint == "static"
 
 
-def _csrf_ok() -> bool:
-    expected = session.get("csrf")
-    given = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD)
-    if not isinstance(expected, str) or not given:
-        return False
-    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace"))
-
-
 def _client() -> str:
     return request.remote_addr or "unknown"
+
+
+def _password_key(client: str, name: str) -> tuple[str, str]:
+    # Longer names cannot exist (users.MAX_NAME_LENGTH); cutting them bounds the memory a
+    # flood of long names could take, and they all fail alike.
+    return (client, name[: users.MAX_NAME_LENGTH + 1])
 
 
 def _wants_json() -> bool:
@@ -189,9 +213,9 @@ def _unauthorized(message: str) -> ResponseReturnValue:
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
 
-def _too_many(state: Auth, client: str) -> Response:
-    wait_s = max(1, round(state.throttle.retry_after(client, time.monotonic())))
-    log.warning("too many failed sign-ins from %s: refused for %d s", client, wait_s)
+def _too_many(wait: float, client: str, shown: str) -> Response:
+    wait_s = max(1, round(wait))
+    log.warning("too many failed sign-ins as %s from %s: refused for %d s", shown, client, wait_s)
     if _wants_json() or request.path != "/login":
         response = jsonify(error=f"Too many failed attempts. Try again in {wait_s} s.")
     else:
@@ -224,28 +248,29 @@ def login_submit() -> Any:
     credentials, client = state.credentials, _client()
     if not credentials.required:
         return redirect("/")
-    if state.throttle.retry_after(client, time.monotonic()):
-        return _too_many(state, client)
     name = request.form.get("username", "").strip()
     password = request.form.get("password", "")
+    shown = repr(name[:64]) if name else "the token"  # repr: no line breaks in the log
+    wait_s = state.sign_in_wait(client, name, time.monotonic())
+    if wait_s:
+        return _too_many(wait_s, client, shown)
     with state.checks:
         if name:
             ok = credentials.check_password(name, password)
         else:
             ok = credentials.check_token(password)
-    shown = repr(name[:64]) if name else "the token"  # repr: no line breaks in the log
     if not ok:
-        state.throttle.failure(client, time.monotonic())
+        state.sign_in_failed(client, name, time.monotonic())
         log.warning("failed sign-in as %s from %s", shown, client)
         response = make_response(_login_page("Wrong name or password."))
         response.status_code = 401
         return response
-    state.throttle.success(client)
+    state.sign_in_succeeded(client, name)
     log.info("signed in as %s from %s", shown, client)
     session.clear()  # a new session: nothing from before signing in carries over
     session["user"] = name or TOKEN_USER
-    session["csrf"] = secrets.token_urlsafe(32)
     session.permanent = True
+    csrf.renew()
     return redirect(safe_next(request.args.get("next")))
 
 
@@ -254,6 +279,7 @@ def logout() -> Any:
     if current_user() is not None:
         log.info("signed out %s from %s", current_user(), _client())
     session.clear()
+    csrf.renew()
     return redirect(url_for("auth.login") if auth_state().credentials.required else "/")
 
 

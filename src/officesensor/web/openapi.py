@@ -652,7 +652,7 @@ def _alert_paths() -> dict[str, Any]:
         "/api/alerts/{episode_id}/ack": {
             "post": {
                 "summary": "Acknowledge an alert (once; again changes nothing).",
-                "description": "Needs the session's CSRF token in `X-CSRF-Token` unless "
+                "description": "Needs the page's CSRF token in `X-CSRF-Token` unless "
                 "authenticated with a bearer token.",
                 "parameters": [
                     {

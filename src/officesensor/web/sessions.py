@@ -7,7 +7,9 @@ balancer that shares those settings derives the same key with no new setting, an
 the token or any password (the file changes) invalidates every session: everyone signs in
 again. The users file is re-read when its size or modification time changes, so that
 happens without a restart. With no auth configured there is nothing secret to derive from,
-and the key is random per process (the cookie then only carries the CSRF token).
+and the key is random per process; nobody signs in then, so no session cookie is set. The
+CSRF token is not in the session: it has a cookie of its own that any instance can check
+without a key (web/csrf.py).
 
 ``Credentials.identify`` reads a raw Cookie/Authorization pair, for the ASGI stream that
 runs outside Flask; Flask requests use ``session_user``.
