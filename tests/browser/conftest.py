@@ -248,14 +248,14 @@ class Sensor:
         return ts
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     started = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
     yield started
     stop_process(started.proc)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dashboard(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     workdir = tmp_path_factory.mktemp("serve")
     db = workdir / "office.db"
@@ -274,16 +274,18 @@ def dashboard(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Itera
         running.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def sensor(broker: Broker) -> Iterator[Sensor]:
     publisher = Publisher(broker)
     yield Sensor(publisher)
     publisher.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(dashboard: Dashboard) -> Iterator[Browser]:
     # Depends on the server so that Chromium (and its open streams) goes first at teardown.
+    # Package scope, not session: sync Playwright keeps an asyncio loop running on the main
+    # thread while it lives, and the tests after this package call asyncio.run themselves.
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
