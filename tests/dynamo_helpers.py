@@ -84,18 +84,26 @@ def fill_like_the_rule(
 
 
 class RequestCounter:
-    """Counts the HTTP requests a botocore client sends, by operation (retries included)."""
+    """Counts the HTTP requests a botocore client sends, by operation (retries included),
+    and Query requests by the partition they read (``queries``)."""
 
     def __init__(self, client: Any) -> None:
         self.calls: Counter[str] = Counter()
+        self.queries: Counter[str] = Counter()
         self._lock = threading.Lock()
         client.meta.events.register("before-send.dynamodb", self._count)
 
     def _count(self, request: Any, **_: Any) -> None:
         target = request.headers.get("X-Amz-Target", b"")
-        name = target.decode() if isinstance(target, bytes) else str(target)
+        name = (target.decode() if isinstance(target, bytes) else str(target)).rsplit(".", 1)[-1]
+        partition = ""
+        if name == "Query":
+            values = json.loads(request.body or b"{}").get("ExpressionAttributeValues", {})
+            partition = values.get(":pk", {}).get("S", "")
         with self._lock:
-            self.calls[name.rsplit(".", 1)[-1]] += 1
+            self.calls[name] += 1
+            if name == "Query":
+                self.queries[partition] += 1
 
     @property
     def total(self) -> int:
@@ -104,6 +112,7 @@ class RequestCounter:
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
+            self.queries.clear()
 
 
 class _Body:

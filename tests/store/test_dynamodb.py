@@ -5,6 +5,7 @@ its request bounds."""
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections.abc import Iterator
@@ -230,6 +231,60 @@ def test_two_instances_writing_one_batch_store_it_once(url: str) -> None:
     finally:
         for s in stores:
             s.close()
+
+
+def _refuse(request: Any) -> Any:
+    return fake_response(
+        request,
+        400,
+        {"__type": "com.amazonaws.dynamodb.v20120810#ValidationException",
+         "message": "refused (injected by the test)"},
+    )  # fmt: skip
+
+
+def test_a_conflict_retried_after_a_failed_commit_is_kept_and_counted_once(
+    url: str, store: DynamoStore
+) -> None:
+    store.write_many([ours(0)])
+    loser, new = ours(0, value=-3.5), ours(1)
+    batch = [loser, new]
+
+    def rule(operation: str, body: dict[str, Any]) -> Any:
+        # the step after the puts: tombstoning the closed hour and day ``new`` falls in
+        return _refuse if operation == "BatchWriteItem" else None
+
+    faults = Faults(store._db.client, rule)
+    with pytest.raises(StoreError, match="injected"):
+        store.write_many(batch)  # the conflict is recorded, then the commit step fails
+    assert faults.injected["BatchWriteItem"] == 1
+    faults.remove()
+    assert store.conflicts() == [loser]
+    assert store.series()[0].count == 2  # read between the attempts: what is stored
+    results = [store.write_many(batch)]  # ingest's retry
+    assert results[0] == WriteResult(stored=1, conflicts=1, conflicting=[loser], new=[new])
+    results.append(store.write_many(batch))  # a redelivery: already kept aside
+    assert results[1] == WriteResult(duplicates=2)
+    other = DynamoStore(dynamodb_options(url))
+    try:
+        results.append(other.write_many([loser]))  # another instance meets it
+    finally:
+        other.close()
+    assert results[2] == WriteResult(duplicates=1)
+    assert sum(r.conflicts for r in results) == 1
+    records = [item for item in all_items(url) if item["Metric"]["S"] == "~conflicts"]
+    assert len(records) == 1
+    assert store.conflicts() == [loser]
+    (info,) = store.series()
+    assert (info.count, info.latest) == (2, new)
+
+
+def test_distinct_conflicting_newcomers_are_each_kept_once(store: DynamoStore) -> None:
+    store.write_many([ours(0), ours(1)])
+    a, b, c = ours(0, value=1.0), ours(0, value=2.0), ours(1, value=-0.0)
+    result = store.write_many([a, b, a, c, b])
+    assert (result.conflicts, result.duplicates, result.conflicting) == (3, 2, [a, b, c])
+    assert sorted(store.conflicts(), key=lambda r: (r.ts, r.value)) == [a, b, c]
+    assert store.write_many([ours(1, value=0.0)]) == WriteResult(duplicates=1)  # is -0.0
 
 
 # --------------------------------------------------------------------------- throttling
@@ -481,3 +536,113 @@ def test_a_missing_table_fails_at_open() -> None:
     url = moto().store_url("no-such-table")
     with pytest.raises(StoreError, match="ResourceNotFound"):
         DynamoStore(dynamodb_options(url))
+
+
+# --------------------------------------------------------------------------- series()
+
+
+def _recent(sensor: str, metric: str, now: datetime, days: int) -> list[Reading]:
+    """A reading every 20 minutes over the last ``days`` days, up to ``now``."""
+    step = timedelta(minutes=20)
+    count = int(timedelta(days=days) / step)
+    return [
+        Reading(sensor, metric, i, now - (count - i) * step, 20.0 + i % 9) for i in range(count)
+    ]
+
+
+SERIES_KEYS = [(s, m) for s in ("default", "desk") for m in ("Temperature", "Humidity")]
+
+
+def test_series_costs_a_bounded_number_of_requests(url: str) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    writer = DynamoStore(dynamodb_options(url))
+    held = {key: _recent(*key, now, days=4) for key in SERIES_KEYS}
+    for readings in held.values():
+        writer.write_many(readings)
+    writer.close()
+    n = len(SERIES_KEYS)
+    cached = DynamoStore(dynamodb_options(url))
+    uncached = DynamoStore(dynamodb_options(url), series_ttl_s=0.0)
+    try:
+        for store in (cached, uncached):
+            infos = store.series()  # the first call of a process: the baselines
+            assert {(i.sensor, i.metric): (i.count, i.latest) for i in infos} == {
+                key: (len(rs), rs[-1]) for key, rs in held.items()
+            }
+        counter = RequestCounter(cached._db.client)
+        assert cached.series() == infos
+        assert counter.total == 0  # a page view, a scrape and an SSE reconnect at once
+        later = [Reading(s, m, 10_000, now + timedelta(seconds=1), 5.0) for s, m in SERIES_KEYS]
+        cached.write_many(later)
+        counter.reset()
+        after = {(i.sensor, i.metric): (i.count, i.latest) for i in cached.series()}
+        assert counter.total == 0  # this process's writes keep the cached result exact
+        assert after == {
+            (s, m): (len(held[s, m]) + 1, r) for (s, m), r in zip(SERIES_KEYS, later, strict=True)
+        }
+        counter = RequestCounter(uncached._db.client)
+        for _ in range(3):
+            counter.reset()
+            fresh = {(i.sensor, i.metric): (i.count, i.latest) for i in uncached.series()}
+            assert fresh == after  # computed afresh: sees the other process's writes
+            # the registry, then per series: the latest reading, the hours since the last
+            # closed day, the open hour's readings (and a counter-region check)
+            assert counter.calls["GetItem"] == 1
+            assert counter.total <= 1 + 4 * n, counter.calls
+            assert not [pk for pk in counter.queries if pk.startswith("~day")]
+    finally:
+        cached.close()
+        uncached.close()
+
+
+def test_series_counts_follow_late_writes_into_closed_days(url: str) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    store = DynamoStore(dynamodb_options(url), series_ttl_s=0.0)
+    other = DynamoStore(dynamodb_options(url), series_ttl_s=0.0, baseline_ttl_s=0.0)
+    try:
+        readings = _recent("default", "Temperature", now, days=3)
+        store.write_many(readings)
+        assert store.series()[0].count == len(readings)
+        late = [
+            Reading("default", "Temperature", 50_000 + i, now - timedelta(days=2, seconds=i), 1.0)
+            for i in range(5)
+        ]
+        store.write_many(late[:2])  # this process: its baseline is dropped at once
+        assert store.series()[0].count == len(readings) + 2
+        other.write_many(late[2:])  # another instance: seen once the baseline expires
+        assert other.series()[0].count == len(readings) + 5
+        store._series_cache.baseline_ttl_s = 0.0
+        assert store.series()[0].count == len(readings) + 5
+    finally:
+        store.close()
+        other.close()
+
+
+def test_a_write_landing_while_series_reads_is_counted_once(url: str) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    store = DynamoStore(dynamodb_options(url), series_ttl_s=0.0)  # nothing cached yet
+    held = {m: _recent("default", m, now, days=2) for m in ("Humidity", "Temperature")}
+    for readings in held.values():
+        store.write_many(readings)
+    assert [i.count for i in store.series()] == [len(held["Humidity"]), len(held["Temperature"])]
+    later = {m: Reading("default", m, 7, now + timedelta(seconds=2), 1.0) for m in held}
+    fired = threading.Event()
+
+    def write_meanwhile(request: Any, **_: Any) -> None:
+        body = json.loads(request.body or b"{}")
+        pk = body.get("ExpressionAttributeValues", {}).get(":pk", {}).get("S")
+        if pk == "Temperature" and not fired.is_set():  # Humidity is read: Temperature next
+            fired.set()
+            store.write_many(list(later.values()))
+
+    store._db.client.meta.events.register("before-send.dynamodb", write_meanwhile)
+    try:
+        store._series_cache.ttl_s = 60.0
+        expected = [(len(held[m]) + 1, later[m]) for m in ("Humidity", "Temperature")]
+        assert [(i.count, i.latest) for i in store.series()] == expected
+        assert fired.is_set()
+        counter = RequestCounter(store._db.client)
+        assert [(i.count, i.latest) for i in store.series()] == expected  # as it was kept
+        assert counter.total == 0
+    finally:
+        store.close()

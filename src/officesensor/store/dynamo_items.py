@@ -19,12 +19,13 @@ The sort key
 
 Everything else lives under partition keys starting with ``~``, which no IoT rule writes
 and the original web app never reads: rollups (``~hour#``, ``~day#``, ``~dayhist#``),
-anomalies (``~anomaly#``), conflicts (``~conflicts``), the series registry (``~series``) and
-migration checkpoints (``~checkpoint#``).
+anomalies (``~anomaly#``), conflicts (``~conflicts``, keyed by ``conflict_key``), the
+series registry (``~series``) and migration checkpoints (``~checkpoint#``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import struct
 import zlib
@@ -226,6 +227,25 @@ def parse_anomaly_item(item: Item, sensor: str, metric: str) -> AnomalyRecord:
 
 
 # --------------------------------------------------------------------------- conflicts
+
+
+#: Digits of a conflict key's hash: with the 13 of the millisecond and the 3 of the µs, 37
+#: significant digits (DynamoDB keeps 38).
+_CONFLICT_HASH_DIGITS = 21
+
+
+def conflict_key(pk: str, reading: Reading) -> str:
+    """Where a conflicting newcomer is kept under ``~conflicts``: ``<ms>.<µs in the ms, 3
+    digits><21 digits of a hash of its partition, time, ID and value>``. The same newcomer
+    always gets the same key, so writing it with ``attribute_not_exists`` again (a retried
+    batch, a redelivery, another instance) changes nothing; different newcomers practically
+    never share one (70 bits, and only within one microsecond); keys sort by reading time."""
+    value = reading.value + 0.0  # -0.0 and 0.0 are one value (they compare equal)
+    identity_bytes = f"{pk}\x00{reading.ts_us}\x00{reading.reading_id}\x00".encode()
+    digest = hashlib.blake2b(identity_bytes + struct.pack("<d", value), digest_size=16).digest()
+    ms, rest = divmod(reading.ts_us, 1000)
+    digits = int.from_bytes(digest, "big") % 10**_CONFLICT_HASH_DIGITS
+    return f"{ms}.{rest:03d}{digits:0{_CONFLICT_HASH_DIGITS}d}"
 
 
 def conflict_item(key: str, reading: Reading, received_us: int) -> Item:

@@ -97,6 +97,11 @@ class Rollups:
     def _closed(self, start_s: int, level_s: int, now: float) -> bool:
         return start_s + level_s + self.grace_s <= now
 
+    def closed_through(self, level_s: int, now: float) -> int:
+        """The start of the first ``level_s`` period not closed at ``now``: every period
+        before it is closed."""
+        return int((now - self.grace_s) // level_s * level_s)
+
     # ------------------------------------------------------------------ reading
 
     def summaries(

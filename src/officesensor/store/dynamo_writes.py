@@ -8,21 +8,28 @@ reading in one millisecond, another sensor's item) moves to its time key. After 
 the series registry learns new series, and closed periods the readings fall in get their
 rollups tombstoned (officesensor.store.dynamo_rollups).
 
+A conflict is kept under a key derived from the newcomer itself (``conflict_key``), put
+with ``attribute_not_exists``: a retry, a redelivery or another instance meeting the same
+newcomer finds its record there and writes nothing. Such a newcomer is already kept aside:
+like a reading found stored, it counts as a duplicate, unless this instance's own failed
+attempt kept it (``_unreported_conflicts``): then the retry reports the conflict, once.
+
 Why not TransactWriteItems: it costs two write units per item for an atomicity the contract
 does not need (a batch that fails part-way is completed by its retry, exactly once), and a
 cancelled transaction refuses every item with the one that failed. What a failed attempt
 did write is found again as duplicates by its retry; ``_unreported`` lets the same instance
 still report those readings as new, so live statistics and counts see them once.
+``SeriesCache`` (officesensor.store.dynamo_series) hears of every write: the readings it
+freshly stored when it commits, the whole batch when it fails.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import tzinfo
 
 from officesensor.errors import StoreError
@@ -32,6 +39,7 @@ from officesensor.store.dynamo_items import (
     SERIES_REGISTRY,
     Item,
     conflict_item,
+    conflict_key,
     identity,
     natural_key,
     parse_reading_item,
@@ -39,23 +47,35 @@ from officesensor.store.dynamo_items import (
     series_pk,
     time_key,
 )
-from officesensor.store.dynamo_rollups import Rollups
+from officesensor.store.dynamo_rollups import DAY_S, Rollups
+from officesensor.store.dynamo_series import SeriesCache
 
 log = logging.getLogger(__name__)
 
 _UNREPORTED_MAX = 100_000
 
 Identity = tuple[str, int, int]  # (partition, time µs, ID)
+Record = tuple[str, str]  # a conflict record: (series partition, conflict key)
 
 
 class ReadingWriter:
-    def __init__(self, db: DynamoClient, tz: tzinfo, rollups: Rollups) -> None:
+    def __init__(
+        self,
+        db: DynamoClient,
+        tz: tzinfo,
+        rollups: Rollups,
+        series: SeriesCache,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._db = db
         self._tz = tz
         self._rollups = rollups
+        self._series = series
+        self._clock = clock
         #: Series partitions known to be in the ``~series`` registry.
         self.registered: set[str] = set()
         self._unreported: dict[Identity, float] = {}
+        self._unreported_conflicts: set[Record] = set()
         self._lock = threading.Lock()
         self._received_us = 0
 
@@ -78,37 +98,43 @@ class ReadingWriter:
                 seen[ident] = i
                 leaders.append(i)
         keys = self._assign_keys(readings, leaders)
-        committed: list[int] = []
+        fresh: list[int] = []  # written by this attempt (not reported again from a failed one)
+        kept: list[Record] = []  # conflict records this attempt wrote or reports
+        self._series.writing(readings)
         try:
-            conflicts = self._write_leaders(readings, leaders, keys, status, standing, committed)
+            self._write_leaders(readings, leaders, keys, status, standing, fresh)
             for i, r in enumerate(readings):
                 if status[i] == "follower":
                     ident = (series_pk(r.sensor, r.metric), r.ts_us, r.reading_id)
                     status[i] = "duplicate" if standing[ident] == r.value else "conflict"
-                    if status[i] == "conflict":
-                        conflicts.append(r)
-            self._record_conflicts(conflicts)
+            self._record_conflicts(readings, status, kept)
             self._after_commit(readings, status)
         except BaseException:
-            with self._lock:  # a retry finds them stored: it must still report them new
-                for i in committed:
-                    if len(self._unreported) >= _UNREPORTED_MAX:
-                        break
-                    r = readings[i]
-                    ident = (series_pk(r.sensor, r.metric), r.ts_us, r.reading_id)
-                    self._unreported[ident] = r.value
+            with self._lock:  # a retry finds them stored: it must still report them
+                for i, r in enumerate(readings):
+                    if status[i] == "new" and len(self._unreported) < _UNREPORTED_MAX:
+                        ident = (series_pk(r.sensor, r.metric), r.ts_us, r.reading_id)
+                        self._unreported[ident] = r.value
+                for record in kept:
+                    if len(self._unreported_conflicts) < _UNREPORTED_MAX:
+                        self._unreported_conflicts.add(record)
+            self._series.failed(readings, self._today_s())
             raise
+        self._series.wrote(readings, [readings[i] for i in fresh], self._today_s())
         result = WriteResult()
         for i, r in enumerate(readings):
             if status[i] == "new":
                 result.stored += 1
                 result.new.append(r)
-            elif status[i] == "duplicate":
+            elif status[i] in ("duplicate", "kept"):
                 result.duplicates += 1
             else:
                 result.conflicts += 1
                 result.conflicting.append(r)
         return result
+
+    def _today_s(self) -> int:
+        return int(self._clock()) // DAY_S * DAY_S
 
     def _write_leaders(
         self,
@@ -117,11 +143,10 @@ class ReadingWriter:
         keys: dict[int, str],
         status: list[str],
         standing: dict[Identity, float],
-        committed: list[int],
-    ) -> list[Reading]:
-        """Put each reading if its key is free; classify the others. Returns the
-        conflicting readings; ``committed`` collects the indexes written."""
-        conflicts: list[Reading] = []
+        fresh: list[int],
+    ) -> None:
+        """Put each reading if its key is free; classify the others (``status``);
+        ``fresh`` collects the indexes written."""
         pending = list(leaders)
         while pending:
             puts = [
@@ -140,7 +165,7 @@ class ReadingWriter:
                 if outcome is WRITTEN:
                     status[i] = "new"
                     standing[(series_pk(r.sensor, r.metric), r.ts_us, r.reading_id)] = r.value
-                    committed.append(i)
+                    fresh.append(i)
                 elif isinstance(outcome, StoreError):
                     error = error or outcome
                 elif isinstance(outcome, dict):
@@ -150,12 +175,9 @@ class ReadingWriter:
                         retry.append(i)
                     else:
                         status[i] = verdict
-                        if verdict == "conflict":
-                            conflicts.append(r)
             if error is not None:
                 raise error
             pending = retry
-        return conflicts
 
     @staticmethod
     def _assign_keys(readings: Sequence[Reading], leaders: list[int]) -> dict[int, str]:
@@ -199,25 +221,50 @@ class ReadingWriter:
             self._received_us = max(time.time_ns() // 1000, self._received_us + 1)
             return self._received_us
 
-    @staticmethod
-    def _conflict_key(received_us: int) -> str:
-        return f"{received_us}.{secrets.randbits(40):013d}"
-
-    def _record_conflicts(self, conflicts: list[Reading]) -> None:
+    def _record_conflicts(
+        self, readings: Sequence[Reading], status: list[str], kept: list[Record]
+    ) -> None:
+        """Keep each conflicting newcomer aside once, under its own ``conflict_key``. One
+        whose record stands already (the same newcomer twice in the batch, or met before)
+        becomes ``kept``, a duplicate, unless this instance's failed attempt wrote that
+        record: then this write reports it. ``kept`` collects the records reported."""
+        records: dict[Record, int] = {}
+        for i, r in enumerate(readings):
+            if status[i] != "conflict":
+                continue
+            pk = series_pk(r.sensor, r.metric)
+            record = (pk, conflict_key(pk, r))
+            if record in records:
+                status[i] = "kept"
+            else:
+                records[record] = i
+        if not records:
+            return
         received = self._received()
-        puts = [
-            Put(conflict_item(self._conflict_key(received), r, received), None) for r in conflicts
-        ]
-        for outcome in self._db.put_many(puts) if puts else ():
-            if isinstance(outcome, StoreError):
-                raise outcome
+        puts = [Put(conflict_item(key, readings[i], received)) for (_, key), i in records.items()]
+        error: StoreError | None = None
+        for (record, i), outcome in zip(records.items(), self._db.put_many(puts), strict=True):
+            if outcome is WRITTEN:
+                kept.append(record)
+            elif isinstance(outcome, StoreError):
+                error = error or outcome
+            else:
+                with self._lock:
+                    ours = record in self._unreported_conflicts
+                    self._unreported_conflicts.discard(record)
+                if ours:
+                    kept.append(record)
+                else:
+                    status[i] = "kept"
+        if error is not None:
+            raise error
 
     def _after_commit(self, readings: Sequence[Reading], status: list[str]) -> None:
         """Register new series and tombstone the rollups of closed periods that new (or
         already stored, after a failed attempt) readings fall in."""
         times: dict[str, list[int]] = {}
         for r, verdict in zip(readings, status, strict=True):
-            if verdict in ("new", "duplicate"):
+            if verdict in ("new", "duplicate"):  # not "kept": a conflict seen before
                 times.setdefault(series_pk(r.sensor, r.metric), []).append(r.ts_us)
         fresh = sorted(pk for pk in times if pk not in self.registered)
         if fresh:

@@ -11,8 +11,9 @@ ingest turns into back-pressure). Read-only mode refuses them here.
 Reads: the time region of a partition is read with key conditions on the millisecond; the
 original rule's counter region through officesensor.store.dynamo_counters; long ranges
 through the rollup cache of officesensor.store.dynamo_rollups, combined by
-officesensor.store.dynamo_aggregates. docs/dynamodb.md explains
-the design and its costs.
+officesensor.store.dynamo_aggregates. ``series()`` is served from
+officesensor.store.dynamo_series's caches. docs/dynamodb.md explains the design and its
+costs.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ from officesensor.store.dynamo_items import (
     time_key,
     time_key_bounds,
 )
-from officesensor.store.dynamo_rollups import DAY_S, Rollups
+from officesensor.store.dynamo_rollups import DAY_S, HOUR_S, Rollups
+from officesensor.store.dynamo_series import BASELINE_TTL_S, SERIES_TTL_S, SeriesCache
 from officesensor.store.dynamo_writes import ReadingWriter
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,8 @@ GRACE_S = 120.0
 READ_ONLY_SETTLE_S = 3600.0
 _US = 1_000_000
 _END_OF_TIME_US = 2**62
+#: How often ``series()`` reads again the series this process wrote to while it read them.
+_SERIES_ROUNDS = 3
 
 
 class DynamoStore:
@@ -83,6 +87,8 @@ class DynamoStore:
         exact_limit: int = EXACT_LIMIT,
         grace_s: float | None = None,
         counter_refresh_s: float = 5.0,
+        series_ttl_s: float = SERIES_TTL_S,
+        baseline_ttl_s: float = BASELINE_TTL_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.read_only = options.read_only
@@ -96,7 +102,8 @@ class DynamoStore:
             grace_s = READ_ONLY_SETTLE_S if options.read_only else GRACE_S
         self._rollups = Rollups(self._db, grace_s=grace_s, clock=clock)
         self._counters: dict[str, CounterIndex] = {}
-        self._writer = ReadingWriter(self._db, tz, self._rollups)
+        self._series_cache = SeriesCache(ttl_s=series_ttl_s, baseline_ttl_s=baseline_ttl_s)
+        self._writer = ReadingWriter(self._db, tz, self._rollups, self._series_cache, clock)
         self._absent: dict[str, float] = {}  # default partitions found empty, when
         self._lock = threading.Lock()
         try:
@@ -242,22 +249,45 @@ class DynamoStore:
         return found[0].ts if found else None
 
     def series(self) -> list[SeriesInfo]:
+        """Served from a cache of a few seconds that this process's writes keep exact;
+        computed, it reads per series the latest reading and the hours since the last
+        closed day (officesensor.store.dynamo_series)."""
         self._db.check_open()
-        registry = self._db.get(SERIES_REGISTRY, 0, consistent=False) or {}
-        pks = set(registry.get("pks", {}).get("SS", []))
-        self._writer.registered.update(pks)
-        pks |= self._probe_original_partitions(pks)
-        infos = []
-        for pk in pks:
-            names = parse_pk(pk)
-            if names is None:
-                continue
-            sensor, metric = names
-            last = self.latest(sensor, metric, 1)
-            if not last:
-                continue
-            infos.append(SeriesInfo(sensor, metric, self._count(sensor, metric, last[0]), last[0]))
+        cache = self._series_cache
+        cached = cache.result()
+        if cached is not None:
+            return cached
+        with cache.computing:  # callers meanwhile wait for this result, not compute it too
+            cached = cache.result()
+            if cached is not None:
+                return cached
+            start = cache.states()
+            registry = self._db.get(SERIES_REGISTRY, 0, consistent=False) or {}
+            pks = set(registry.get("pks", {}).get("SS", []))
+            self._writer.registered.update(pks)
+            pks |= self._probe_original_partitions(pks)
+            found: dict[str, SeriesInfo | None] = {}
+            before: dict[str, tuple[int, int]] = {}
+            todo = sorted(pks)
+            for _ in range(_SERIES_ROUNDS):  # then serve it uncached
+                for pk in todo:
+                    before[pk] = cache.state(pk)
+                    found[pk] = self._series_info(pk)
+                kept, todo = cache.keep(found, before, start)
+                if kept or not todo:
+                    break
+        infos = [info for info in found.values() if info is not None]
         return sorted(infos, key=lambda info: (info.sensor, info.metric))
+
+    def _series_info(self, pk: str) -> SeriesInfo | None:
+        names = parse_pk(pk)
+        if names is None:
+            return None
+        sensor, metric = names
+        last = self.latest(sensor, metric, 1)
+        if not last:
+            return None
+        return SeriesInfo(sensor, metric, self._count(pk, sensor, metric, last[0]), last[0])
 
     def _probe_original_partitions(self, known: set[str]) -> set[str]:
         """The original rule's partitions (Temperature, Humidity, Pressure) hold readings
@@ -279,14 +309,25 @@ class DynamoStore:
                 log.info("could not register %s: %s", sorted(found), exc)
         return found
 
-    def _count(self, sensor: str, metric: str, last: Reading) -> int:
-        first = self.first_time(sensor, metric)
-        if first is None:
-            return 0
-        lo = to_epoch_us(first) // (DAY_S * _US) * DAY_S
-        hi = last.ts_us // (DAY_S * _US) * DAY_S + DAY_S
-        days = self._summaries(sensor, metric, DAY_S, lo, hi, with_hist=False)
-        return sum(summary.moments.n for summary in days.values())
+    def _count(self, pk: str, sensor: str, metric: str, last: Reading) -> int:
+        """The closed days' count (the baseline, kept in memory) plus the hours since."""
+        through = self._rollups.closed_through(DAY_S, self._clock())
+        cache = self._series_cache
+        baseline = cache.baseline(pk, through)
+        if baseline is None:
+            token = cache.late_token(pk)
+            first = self.first_time(sensor, metric)
+            counted = 0
+            if first is not None:
+                lo = to_epoch_us(first) // (DAY_S * _US) * DAY_S
+                days = self._summaries(sensor, metric, DAY_S, lo, through, with_hist=False)
+                counted = sum(summary.moments.n for summary in days.values())
+            cache.keep_baseline(pk, through, counted, token)
+        else:
+            counted = baseline.count
+        hi = last.ts_us // (HOUR_S * _US) * HOUR_S + HOUR_S
+        hours = self._summaries(sensor, metric, HOUR_S, through, hi, with_hist=False)
+        return counted + sum(summary.moments.n for summary in hours.values())
 
     def conflicts(self, limit: int = 100) -> list[Reading]:
         self._db.check_open()
