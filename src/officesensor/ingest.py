@@ -266,12 +266,7 @@ class Ingest:
         if not self._accepting or self._queue.qsize() >= QUEUE_SIZE:
             return  # live updates only (QoS 0): never hold up storing for them
         self._received_live += 1
-        payload = message.payload
-        size = len(payload)
-        if size > self._rules.max_payload_bytes:
-            payload = payload[:_PREVIEW_BYTES]
-        topic = bytes(message._topic)
-        self._queue.put(_Received(-1, message.mid, 0, topic, payload, size, stored=False))
+        self._queue.put(self._item(message, -1, 0, stored=False))  # never acknowledged
 
     def _on_connect_fail(self, client: paho.Client, _userdata: Any) -> None:
         # mqtt.Client logged why (once per new reason); keep it for /api/ingest.
@@ -321,20 +316,23 @@ class Ingest:
         if not self._accepting:
             return  # stopping: left unacknowledged, the broker redelivers it next session
         self._received += 1
-        # The raw topic bytes: paho's ``message.topic`` raises on a topic that is not UTF-8.
-        payload = message.payload
-        size = len(payload)
-        if size > self._rules.max_payload_bytes:  # keep only what the quarantine shows
-            payload = payload[:_PREVIEW_BYTES]
         stored = not self._split or subscriptions.is_stored(mqtt.subscription_identifiers(message))
-        item = _Received(
-            self._generation, message.mid, message.qos, bytes(message._topic), payload, size, stored
-        )
+        item = self._item(message, self._generation, message.qos, stored)
         # A full queue holds up the network thread: back-pressure to the broker.
         while self._queue.qsize() >= QUEUE_SIZE:
             if self._stopping.wait(0.01):
                 return
         self._queue.put(item)
+
+    def _item(
+        self, message: paho.MQTTMessage, generation: int, qos: int, stored: bool
+    ) -> _Received:
+        # The raw topic bytes: paho's ``message.topic`` raises on a topic that is not UTF-8.
+        payload = message.payload
+        size = len(payload)
+        if size > self._rules.max_payload_bytes:  # keep only what the quarantine shows
+            payload = payload[:_PREVIEW_BYTES]
+        return _Received(generation, message.mid, qos, bytes(message._topic), payload, size, stored)
 
     # ------------------------------------------------------------------ writer thread
 

@@ -54,6 +54,28 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def run_cli(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    input_text: str = "",
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``officesensor ARGS`` to completion, with no OFFICESENSOR_* from this process."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OFFICESENSOR_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "officesensor.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        input=input_text,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def stop_process(proc: subprocess.Popen[Any], timeout_s: float = 15) -> int:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)

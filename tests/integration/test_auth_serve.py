@@ -14,7 +14,6 @@ import secrets
 import select
 import signal
 import stat
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from tests.integration.conftest import (
     cli_process,
     free_port,
     port_open,
+    run_cli,
     start_mosquitto,
     stop_process,
     wait_for,
@@ -47,27 +47,6 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     started = start_mosquitto(tmp_path / "mosquitto")
     yield started
     stop_process(started.proc)
-
-
-def run_cli(
-    *args: str,
-    cwd: Path,
-    env: dict[str, str] | None = None,
-    input_text: str = "",
-    timeout: float = 60,
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OFFICESENSOR_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "officesensor.cli", *args],
-        cwd=cwd,
-        env=full_env,
-        input=input_text,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def start_exposed(broker: Broker, workdir: Path, **env: str) -> Server:

@@ -6,8 +6,6 @@ import csv
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from tests.integration.conftest import (
     cli_process,
     free_port,
     port_open,
+    run_cli,
     start_mosquitto,
     start_serve,
     stop_process,
@@ -27,24 +26,6 @@ from tests.integration.conftest import (
 pytestmark = pytest.mark.integration
 
 COMMANDS = ["demo", "serve", "ingest", "sensor", "broker", "export", "import", "dynamodb", "auth"]
-
-
-def run_cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    import os
-
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OFFICESENSOR_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "officesensor.cli", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize("command", COMMANDS)
